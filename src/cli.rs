@@ -1,0 +1,175 @@
+//! The command line: clap types, turned once into plain domain values.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit::EXIT_CODES;
+use crate::run::{Command, Globals};
+
+/// Bring up a pinned, patched LLM serving stack reproducibly, and keep it honest afterwards.
+#[derive(Parser, Debug)]
+#[command(name = "pinstack", version, after_help = EXIT_CODES, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    globals: GlobalArgs,
+    #[command(subcommand)]
+    command: CliCommand,
+}
+
+#[derive(Args, Debug)]
+struct GlobalArgs {
+    /// The pins file.
+    #[arg(long, global = true, value_name = "FILE", default_value = "pins.yaml")]
+    pins: PathBuf,
+    /// The workspace root: checkouts go to <DIR>/src, rescue bundles to <DIR>/rescue.
+    #[arg(long, global = true, value_name = "DIR", env = "PINSTACK_WORKSPACE")]
+    workspace: Option<PathBuf>,
+    /// The object cache of `check` and `lock` [default: $XDG_CACHE_HOME/pinstack].
+    #[arg(long, global = true, value_name = "DIR", env = "PINSTACK_CACHE")]
+    cache: Option<PathBuf>,
+    /// Report results as JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Print no progress on stderr.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum CliCommand {
+    /// Pack, unpack, show and import patch bundles (base64 of gzip of a git diff).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Bundle(BundleCommand),
+    /// Check out each repo at its pinned commit (detached), fetching only what is needed.
+    #[command(after_help = EXIT_CODES)]
+    Fetch {
+        /// Repos to fetch [default: all].
+        repos: Vec<String>,
+    },
+    /// Fetch, then apply each repo's bundles: every file or none; idempotent.
+    #[command(after_help = EXIT_CODES)]
+    Apply {
+        /// Repos to apply [default: all].
+        repos: Vec<String>,
+        /// Save local changes as a rescue bundle under <workspace>/rescue, then reset and apply.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Prove, without touching any checkout, that every bundle applies to its pin.
+    #[command(after_help = EXIT_CODES)]
+    Check {
+        /// Repos to check [default: all].
+        repos: Vec<String>,
+        /// Use only objects already in the cache or the workspace: no network.
+        #[arg(long)]
+        offline: bool,
+        /// Also write a JUnit XML report to FILE.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
+    /// Record each repo's tree after all bundles as `tree:` in pins.yaml.
+    #[command(after_help = EXIT_CODES)]
+    Lock {
+        /// Use only objects already in the cache or the workspace: no network.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Walk the whole source pipeline on made-up repositories: no hardware, no network.
+    #[command(after_help = EXIT_CODES)]
+    Demo {
+        /// Keep the demo in DIR (created, must be empty) instead of a temporary folder.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BundleCommand {
+    /// Encode a git diff as a bundle (deterministic: gzip mtime 0, base64 wrapped at 76).
+    Pack {
+        /// The diff, or - for stdin.
+        diff: PathBuf,
+        /// Where to write the bundle, or - for stdout [default: DIFF.gz.b64].
+        #[arg(short, long, value_name = "OUT")]
+        out: Option<PathBuf>,
+    },
+    /// Decode a bundle back to its diff.
+    Unpack {
+        bundle: PathBuf,
+        /// Where to write the diff [default: stdout].
+        #[arg(short, long, value_name = "OUT")]
+        out: Option<PathBuf>,
+    },
+    /// Show a bundle's files, hunks, line counts and both hashes.
+    Show { bundle: PathBuf },
+    /// Pack a diff into patches/<name>.patch.gz.b64 and add it to a repo in pins.yaml.
+    Import {
+        /// The diff, or - for stdin.
+        diff: PathBuf,
+        /// The pinned repo the diff applies to.
+        #[arg(long)]
+        repo: String,
+        /// The folder of the repo the diff's paths are relative to.
+        #[arg(long, value_name = "DIR")]
+        base_dir: Option<String>,
+        /// The bundle's name [default: the diff's file name without .patch/.diff].
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+/// Parses the process arguments (exits with 2 and a usage message on bad usage).
+pub fn parse() -> (Globals, Command) {
+    let cli = Cli::parse();
+    let g = cli.globals;
+    let workspace = g.workspace.unwrap_or_else(|| PathBuf::from("workspace"));
+    let cache = g.cache.unwrap_or_else(default_cache);
+    let globals = Globals {
+        pins: g.pins,
+        workspace,
+        cache,
+        json: g.json,
+        quiet: g.quiet,
+    };
+    let command = match cli.command {
+        CliCommand::Bundle(b) => match b {
+            BundleCommand::Pack { diff, out } => Command::BundlePack { diff, out },
+            BundleCommand::Unpack { bundle, out } => Command::BundleUnpack { bundle, out },
+            BundleCommand::Show { bundle } => Command::BundleShow { bundle },
+            BundleCommand::Import {
+                diff,
+                repo,
+                base_dir,
+                name,
+            } => Command::BundleImport {
+                diff,
+                repo,
+                base_dir,
+                name,
+            },
+        },
+        CliCommand::Fetch { repos } => Command::Fetch { repos },
+        CliCommand::Apply { repos, force } => Command::Apply { repos, force },
+        CliCommand::Check {
+            repos,
+            offline,
+            junit,
+        } => Command::Check {
+            repos,
+            offline,
+            junit,
+        },
+        CliCommand::Lock { offline } => Command::Lock { offline },
+        CliCommand::Demo { dir } => Command::Demo { dir },
+    };
+    (globals, command)
+}
+
+fn default_cache() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("pinstack")
+}

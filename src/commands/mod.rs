@@ -1,0 +1,4 @@
+//! One file per group of commands: they load input, call the core, and render the result.
+
+pub mod bundle;
+pub mod source;

@@ -1,0 +1,18 @@
+//! pinstack: pins, patch bundles and checkouts for a pinned, patched LLM serving stack.
+
+pub mod bundle;
+pub mod cli;
+mod commands;
+pub mod demo;
+pub mod diff;
+pub mod exit;
+pub mod fsutil;
+pub mod git;
+pub mod output;
+pub mod pins;
+mod report;
+pub mod run;
+pub mod source;
+pub mod yaml;
+
+pub use run::run;

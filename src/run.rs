@@ -1,0 +1,105 @@
+//! The command layer: domain commands in, an exit status out.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::commands;
+use crate::exit::ExitStatus;
+use crate::output::Printer;
+use crate::source::Workspace;
+
+/// Options every command shares.
+#[derive(Debug, Clone)]
+pub struct Globals {
+    pub pins: PathBuf,
+    pub workspace: PathBuf,
+    pub cache: PathBuf,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+impl Globals {
+    /// The workspace these options name.
+    pub fn workspace(&self) -> Workspace {
+        Workspace {
+            root: self.workspace.clone(),
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+/// A command, as plain values.
+#[derive(Debug, Clone)]
+pub enum Command {
+    BundlePack {
+        diff: PathBuf,
+        out: Option<PathBuf>,
+    },
+    BundleUnpack {
+        bundle: PathBuf,
+        out: Option<PathBuf>,
+    },
+    BundleShow {
+        bundle: PathBuf,
+    },
+    BundleImport {
+        diff: PathBuf,
+        repo: String,
+        base_dir: Option<String>,
+        name: Option<String>,
+    },
+    Fetch {
+        repos: Vec<String>,
+    },
+    Apply {
+        repos: Vec<String>,
+        force: bool,
+    },
+    Check {
+        repos: Vec<String>,
+        offline: bool,
+        junit: Option<PathBuf>,
+    },
+    Lock {
+        offline: bool,
+    },
+    Demo {
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Runs one command.
+pub fn run(globals: &Globals, command: Command) -> Result<ExitStatus> {
+    let printer = Printer::new(globals.json, globals.quiet);
+    let p = &printer;
+    match command {
+        Command::BundlePack { diff, out } => commands::bundle::pack(p, &diff, out.as_deref()),
+        Command::BundleUnpack { bundle, out } => {
+            commands::bundle::unpack(p, &bundle, out.as_deref())
+        }
+        Command::BundleShow { bundle } => commands::bundle::show(p, &bundle),
+        Command::BundleImport {
+            diff,
+            repo,
+            base_dir,
+            name,
+        } => commands::bundle::import(
+            p,
+            globals,
+            &diff,
+            &repo,
+            base_dir.as_deref(),
+            name.as_deref(),
+        ),
+        Command::Fetch { repos } => commands::source::fetch(p, globals, &repos),
+        Command::Apply { repos, force } => commands::source::apply(p, globals, &repos, force),
+        Command::Check {
+            repos,
+            offline,
+            junit,
+        } => commands::source::check(p, globals, &repos, offline, junit.as_deref()),
+        Command::Lock { offline } => commands::source::lock(p, globals, offline),
+        Command::Demo { dir } => crate::demo::run(p, dir.as_deref()),
+    }
+}

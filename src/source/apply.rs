@@ -1,0 +1,205 @@
+//! Applying the pinned bundles to a checkout: all bundles are applied in memory first, so a
+//! checkout gets every file or none; a tree that already holds pin + bundles is left alone; a
+//! tree holding anything else is refused, or with `--force` saved as a rescue bundle first.
+
+use std::path::{Path, PathBuf};
+
+use git2::Repository;
+use git2::build::CheckoutBuilder;
+
+use super::{SourceError, Workspace, bundles, fetch, rescue, tree, worktree};
+use crate::git::{self, local};
+use crate::pins::{BundleSource, Pins, Repo};
+
+/// Choices for `apply`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Save local changes as a rescue bundle, then reset and apply.
+    pub force: bool,
+}
+
+/// What `apply` did to one checkout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// The bundles were written; so many paths changed.
+    Applied { paths: usize },
+    /// The tree already held pin + bundles; nothing was written.
+    AlreadyApplied,
+    /// The repo has no bundles; the checkout is at its pin.
+    NoBundles,
+}
+
+/// The result for one repo.
+#[derive(Debug, Clone)]
+pub struct ApplyReport {
+    pub repo: String,
+    pub path: PathBuf,
+    pub tree: String,
+    pub bundles: Vec<String>,
+    pub outcome: ApplyOutcome,
+    pub rescue: Option<PathBuf>,
+}
+
+/// Fetches the repo and applies its bundles to its checkout.
+pub fn apply(
+    ws: &Workspace,
+    pins: &Pins,
+    repo: &Repo,
+    opts: ApplyOptions,
+) -> Result<ApplyReport, SourceError> {
+    let path = ws.checkout(&repo.dir);
+    let mut rescued = None;
+    if opts.force && path.join(".git").exists() {
+        let r = fetch::open_or_init(repo, &path)?;
+        if !at_pin(&r, repo) && !worktree::changed_paths(&r, &repo.name)?.is_empty() {
+            rescued = rescue::save_and_reset(ws, &repo.name, &r)?;
+        }
+    }
+    fetch::fetch(ws, repo)?;
+    for other in references(repo) {
+        if let Ok(other) = pins.repo(other)
+            && other.name != repo.name
+        {
+            fetch::fetch(ws, other)?;
+        }
+    }
+    let r = fetch::open_checkout(repo, &path)?;
+    git::in_memory_writes(&r, &repo.name)?;
+    let pin_tree = git::commit_tree(&r, &repo.name, &repo.commit)?;
+    let mut tree_id = pin_tree.id();
+    let mut labels = Vec::new();
+    for patch in &repo.patches {
+        let bytes = bundles::read_bundle_bytes(pins, &repo.name, patch, &mut |other, file| {
+            read_from_pinned(ws, pins, other, file)
+        })?;
+        let loaded = bundles::load_bundle(&repo.name, patch, &bytes)?;
+        let base = r
+            .find_tree(tree_id)
+            .map_err(local(&repo.name, "reading a tree"))?;
+        tree_id =
+            tree::apply_patch(&r, &base, &loaded.patch).map_err(|f| SourceError::NotAsPinned {
+                repo: repo.name.clone(),
+                message: format!("bundle {} does not apply: {}", loaded.label, f.detail),
+            })?;
+        labels.push(loaded.label);
+    }
+    if let Some(lock) = &repo.tree
+        && *lock != tree_id.to_string()
+    {
+        return Err(SourceError::NotAsPinned {
+            repo: repo.name.clone(),
+            message: format!(
+                "pin + bundles give tree {tree_id}, but pins.yaml locks tree {lock}; nothing was \
+                 written (run `pinstack lock` if the change is intended)"
+            ),
+        });
+    }
+    let expected = r
+        .find_tree(tree_id)
+        .map_err(local(&repo.name, "reading a tree"))?;
+    let state = worktree::compare(&r, &repo.name, &pin_tree, &expected)?;
+    let report = |outcome, rescue| ApplyReport {
+        repo: repo.name.clone(),
+        path: path.clone(),
+        tree: tree_id.to_string(),
+        bundles: labels.clone(),
+        outcome,
+        rescue,
+    };
+    if state.is_empty() {
+        let outcome = if repo.patches.is_empty() {
+            ApplyOutcome::NoBundles
+        } else {
+            ApplyOutcome::AlreadyApplied
+        };
+        return Ok(report(outcome, rescued));
+    }
+    if !worktree::changed_paths(&r, &repo.name)?.is_empty() {
+        if !opts.force {
+            return Err(SourceError::NotAsPinned {
+                repo: repo.name.clone(),
+                message: format!(
+                    "the checkout holds changes that are not pin + bundles, so nothing was written:{}\n\
+                     save or move them, or run `pinstack apply --force {}` to keep them as a rescue \
+                     bundle and reset",
+                    state.listing(20),
+                    repo.name
+                ),
+            });
+        }
+        rescued = rescue::save_and_reset(ws, &repo.name, &r)?.or(rescued);
+    }
+    let changes = worktree::tree_changes(&r, &repo.name, &pin_tree, &expected)?;
+    refuse_symlinked_parents(&path, &repo.name, changes.iter().map(String::as_str))?;
+    let mut co = CheckoutBuilder::new();
+    co.safe().update_index(false).recreate_missing(true);
+    r.checkout_tree(expected.as_object(), Some(&mut co))
+        .map_err(local(&repo.name, "writing the patched files"))?;
+    let after = worktree::compare(&r, &repo.name, &pin_tree, &expected)?;
+    if !after.is_empty() {
+        return Err(SourceError::NotAsPinned {
+            repo: repo.name.clone(),
+            message: format!(
+                "after applying, the checkout does not equal pin + bundles:{}",
+                after.listing(20)
+            ),
+        });
+    }
+    Ok(report(
+        ApplyOutcome::Applied {
+            paths: changes.len(),
+        },
+        rescued,
+    ))
+}
+
+fn at_pin(r: &Repository, repo: &Repo) -> bool {
+    r.head()
+        .ok()
+        .and_then(|h| h.target())
+        .is_some_and(|id| id.to_string() == repo.commit)
+}
+
+/// Reads a file from another pinned repo's checkout, at its pinned commit.
+pub(super) fn read_from_pinned(
+    ws: &Workspace,
+    pins: &Pins,
+    other: &str,
+    file: &str,
+) -> Option<Vec<u8>> {
+    let other = pins.repo(other).ok()?;
+    let r = fetch::open_checkout(other, &ws.checkout(&other.dir)).ok()?;
+    let tree = git::commit_tree(&r, &other.name, &other.commit).ok()?;
+    git::read_blob(&r, &tree, file)
+}
+
+/// Refuses to write a path whose parent folder in the work tree is a symbolic link.
+fn refuse_symlinked_parents<'a>(
+    root: &Path,
+    name: &str,
+    paths: impl Iterator<Item = &'a str>,
+) -> Result<(), SourceError> {
+    for path in paths {
+        for (i, _) in path.match_indices('/') {
+            let parent = root.join(&path[..i]);
+            if std::fs::symlink_metadata(&parent).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(SourceError::Refused {
+                    repo: name.to_owned(),
+                    message: format!(
+                        "{path} would be written through the symbolic link {}; nothing was written",
+                        &path[..i]
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The pinned repos that hold some of this repo's bundles.
+pub(super) fn references(repo: &Repo) -> impl Iterator<Item = &str> {
+    repo.patches.iter().filter_map(|p| match &p.source {
+        BundleSource::InRepo { repo, .. } => Some(repo.as_str()),
+        BundleSource::File(_) => None,
+    })
+}

@@ -1,0 +1,151 @@
+//! Checkouts at their pinned commits: fetch only what is needed, never reuse a foreign checkout,
+//! never touch the network when a checkout is already at its pin.
+
+use std::path::{Path, PathBuf};
+
+use git2::build::CheckoutBuilder;
+use git2::{Oid, Repository, RepositoryOpenFlags};
+
+use super::{SourceError, Workspace, worktree};
+use crate::git::{self, Fetched, local};
+use crate::pins::Repo;
+
+/// What `fetch` did for one repo.
+#[derive(Debug, Clone)]
+pub struct FetchReport {
+    pub repo: String,
+    pub path: PathBuf,
+    pub commit: String,
+    /// `None` when the checkout was already at its pin (no network used).
+    pub fetched: Option<Fetched>,
+    pub submodules_updated: bool,
+}
+
+/// Puts the repo's checkout at its pinned commit, detached.
+pub fn fetch(ws: &Workspace, repo: &Repo) -> Result<FetchReport, SourceError> {
+    let path = ws.checkout(&repo.dir);
+    let git_repo = open_or_init(repo, &path)?;
+    let pin = Oid::from_str(&repo.commit).map_err(local(&repo.name, "commit id"))?;
+    let head = git_repo.head().ok().and_then(|h| h.target());
+    let detached = git_repo.head_detached().unwrap_or(false);
+    let mut fetched = None;
+    if head != Some(pin) || !detached {
+        let how = git::ensure_commit(&git_repo, &repo.name, &repo.url, &repo.commit)?;
+        checkout_pin(&git_repo, repo, pin, head.is_none())?;
+        fetched = Some(how);
+    }
+    let submodules_updated = repo.submodules && update_submodules(&git_repo, repo, &path)?;
+    Ok(FetchReport {
+        repo: repo.name.clone(),
+        path,
+        commit: repo.commit.clone(),
+        fetched,
+        submodules_updated,
+    })
+}
+
+/// Opens the checkout, or makes an empty repository whose origin is the pinned URL.
+pub(super) fn open_or_init(repo: &Repo, path: &Path) -> Result<Repository, SourceError> {
+    let empty = match std::fs::read_dir(path) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(SourceError::io(path)(e)),
+    };
+    if empty {
+        std::fs::create_dir_all(path).map_err(SourceError::io(path))?;
+        let r = Repository::init(path).map_err(local(&repo.name, "creating the checkout"))?;
+        r.remote("origin", &repo.url)
+            .map_err(local(&repo.name, "recording the origin url"))?;
+        return Ok(r);
+    }
+    let r = open_checkout(repo, path)?;
+    let found = r
+        .find_remote("origin")
+        .ok()
+        .and_then(|o| o.url().map(str::to_owned))
+        .unwrap_or_default();
+    if normalise(&found) != normalise(&repo.url) {
+        return Err(SourceError::OtherOrigin {
+            repo: repo.name.clone(),
+            path: path.to_owned(),
+            found: if found.is_empty() {
+                "no origin".to_owned()
+            } else {
+                found
+            },
+            expected: repo.url.clone(),
+        });
+    }
+    Ok(r)
+}
+
+/// Opens an existing checkout exactly at `path` (never a repository above it).
+pub(super) fn open_checkout(repo: &Repo, path: &Path) -> Result<Repository, SourceError> {
+    Repository::open_ext(
+        path,
+        RepositoryOpenFlags::NO_SEARCH,
+        std::iter::empty::<&str>(),
+    )
+    .ok()
+    .filter(|r| r.workdir().is_some())
+    .ok_or_else(|| SourceError::NotACheckout {
+        repo: repo.name.clone(),
+        path: path.to_owned(),
+    })
+}
+
+fn normalise(url: &str) -> &str {
+    let url = url.trim_end_matches('/');
+    url.strip_suffix(".git").unwrap_or(url)
+}
+
+fn checkout_pin(r: &Repository, repo: &Repo, pin: Oid, fresh: bool) -> Result<(), SourceError> {
+    if !fresh {
+        let dirty = worktree::changed_paths(r, &repo.name)?;
+        if !dirty.is_empty() {
+            let listing: Vec<&str> = dirty.iter().take(10).map(String::as_str).collect();
+            return Err(SourceError::Refused {
+                repo: repo.name.clone(),
+                message: format!(
+                    "the checkout is not at the pin and has local changes ({}); commit or move \
+                     them, or run `pinstack apply --force {}` to save them as a rescue bundle first",
+                    listing.join(", "),
+                    repo.name
+                ),
+            });
+        }
+    }
+    let commit = r
+        .find_commit(pin)
+        .map_err(local(&repo.name, "reading the pinned commit"))?;
+    let mut co = CheckoutBuilder::new();
+    if fresh {
+        co.force();
+    } else {
+        co.safe();
+    }
+    r.checkout_tree(commit.as_object(), Some(&mut co))
+        .map_err(local(&repo.name, "checking out the pinned commit"))?;
+    r.set_head_detached(pin)
+        .map_err(local(&repo.name, "detaching HEAD at the pin"))?;
+    Ok(())
+}
+
+/// Initialises and updates submodules when any is missing or not at its recorded commit.
+fn update_submodules(r: &Repository, repo: &Repo, path: &Path) -> Result<bool, SourceError> {
+    let submodules = r
+        .submodules()
+        .map_err(local(&repo.name, "reading submodules"))?;
+    let current = submodules
+        .iter()
+        .all(|s| s.workdir_id().is_some() && s.workdir_id() == s.head_id());
+    if current {
+        return Ok(false);
+    }
+    git::run(
+        &repo.name,
+        path,
+        &["submodule", "update", "--init", "--recursive", "--quiet"],
+    )?;
+    Ok(true)
+}

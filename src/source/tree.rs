@@ -1,0 +1,405 @@
+//! Applying a bundle to a tree in memory with libgit2, and explaining why a bundle does not apply.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use git2::{Diff, ObjectType, Oid, Repository, Tree, TreeWalkMode, TreeWalkResult};
+
+use crate::diff::{Change, FilePatch, Hunk, Patch};
+
+/// What kind of problem a failed bundle has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Diagnosis {
+    /// The hunk's context is found elsewhere in the file.
+    Offset,
+    /// The change is already there: the bundle applies in reverse.
+    AlreadyApplied,
+    /// A file the bundle changes does not exist.
+    MissingFile,
+    /// The file exists under another folder: base_dir is wrong.
+    BaseDir,
+    /// The hunk's context is nowhere in the file.
+    Context,
+    /// A file the bundle creates already exists.
+    Exists,
+    /// A binary file is not the bundle's pre-image.
+    Binary,
+    /// The blob after applying is not the one the bundle's `index` line names.
+    Postimage,
+    /// The bundle writes through a symbolic link.
+    Symlink,
+    /// libgit2 refused it for a reason the analysis above did not find.
+    Other,
+}
+
+impl Diagnosis {
+    /// Stable name used in JSON and JUnit output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Diagnosis::Offset => "offset",
+            Diagnosis::AlreadyApplied => "already_applied",
+            Diagnosis::MissingFile => "missing_file",
+            Diagnosis::BaseDir => "base_dir",
+            Diagnosis::Context => "context",
+            Diagnosis::Exists => "exists",
+            Diagnosis::Binary => "binary",
+            Diagnosis::Postimage => "postimage",
+            Diagnosis::Symlink => "symlink",
+            Diagnosis::Other => "other",
+        }
+    }
+}
+
+/// Why a bundle does not apply, down to the file and hunk.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub diagnosis: Diagnosis,
+    pub file: Option<String>,
+    /// 1-based hunk number within the file.
+    pub hunk: Option<usize>,
+    pub detail: String,
+}
+
+/// Applies a diff onto `base` in memory; returns the resulting tree id.
+pub fn apply_patch(repo: &Repository, base: &Tree<'_>, patch: &Patch) -> Result<Oid, Failure> {
+    check_symlinks(base, patch)?;
+    let diff = Diff::from_buffer(patch.as_bytes()).map_err(|e| Failure {
+        diagnosis: Diagnosis::Other,
+        file: None,
+        hunk: None,
+        detail: format!("libgit2 cannot read the diff: {}", e.message()),
+    })?;
+    let applied = repo
+        .apply_to_tree(base, &diff, None)
+        .and_then(|mut index| index.write_tree_to(repo));
+    let tree_id = match applied {
+        Ok(id) => id,
+        Err(e) => return Err(diagnose(repo, base, patch, e.message())),
+    };
+    let tree = repo.find_tree(tree_id).map_err(|e| Failure {
+        diagnosis: Diagnosis::Other,
+        file: None,
+        hunk: None,
+        detail: e.message().to_owned(),
+    })?;
+    check_postimages(&tree, patch)?;
+    Ok(tree_id)
+}
+
+/// Each file's blob after applying must match the post-image on the diff's `index` line.
+fn check_postimages(tree: &Tree<'_>, patch: &Patch) -> Result<(), Failure> {
+    for file in &patch.files {
+        let (Some(path), Some(want)) = (&file.new_path, &file.new_id) else {
+            continue;
+        };
+        let got = tree
+            .get_path(Path::new(path))
+            .map(|e| e.id().to_string())
+            .unwrap_or_default();
+        if !got.starts_with(want.as_str()) {
+            return Err(Failure {
+                diagnosis: Diagnosis::Postimage,
+                file: Some(path.clone()),
+                hunk: None,
+                detail: format!(
+                    "after applying, {path} is blob {} but the bundle's index line says {want}: \
+                     the file at the pin is not the one the bundle was made from",
+                    short(&got)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Refuses writes through a symbolic link, whether the link is in the tree or made by the diff.
+fn check_symlinks(base: &Tree<'_>, patch: &Patch) -> Result<(), Failure> {
+    let created: HashSet<&str> = patch
+        .files
+        .iter()
+        .filter(|f| f.creates_symlink())
+        .filter_map(|f| f.new_path.as_deref())
+        .collect();
+    for file in &patch.files {
+        for path in [&file.old_path, &file.new_path].into_iter().flatten() {
+            for (i, _) in path.match_indices('/') {
+                let parent = &path[..i];
+                let in_tree = base
+                    .get_path(Path::new(parent))
+                    .is_ok_and(|e| e.filemode() == 0o120000);
+                if in_tree || created.contains(parent) {
+                    return Err(Failure {
+                        diagnosis: Diagnosis::Symlink,
+                        file: Some(path.clone()),
+                        hunk: None,
+                        detail: format!(
+                            "{path} would be written through the symbolic link {parent}; refused"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn diagnose(repo: &Repository, base: &Tree<'_>, patch: &Patch, libgit2: &str) -> Failure {
+    let fail = |diagnosis, file: &FilePatch, hunk, detail| Failure {
+        diagnosis,
+        file: Some(file.path().to_owned()),
+        hunk,
+        detail,
+    };
+    for file in &patch.files {
+        if file.change == Change::Added {
+            let path = file.path();
+            if let Some(content) = blob(repo, base, path) {
+                let already = !file.binary
+                    && file
+                        .hunks
+                        .iter()
+                        .all(|h| find(&lines(&content), &h.postimage(patch, file), 0).is_some());
+                return if already {
+                    fail(
+                        Diagnosis::AlreadyApplied,
+                        file,
+                        None,
+                        format!(
+                            "{path} already exists with the bundle's content: the change is already \
+                             there (it applies in reverse: the pin moved past this bundle)"
+                        ),
+                    )
+                } else {
+                    fail(
+                        Diagnosis::Exists,
+                        file,
+                        None,
+                        format!("the bundle creates {path}, but it already exists at the pin"),
+                    )
+                };
+            }
+            continue;
+        }
+        let Some(old) = file.old_path.as_deref() else {
+            continue;
+        };
+        let Some(content) = blob(repo, base, old) else {
+            return missing(base, file, old);
+        };
+        if file.binary {
+            let actual = blob_id(base, old);
+            if let Some(want) = &file.old_id
+                && !actual.starts_with(want.as_str())
+            {
+                return fail(
+                    Diagnosis::Binary,
+                    file,
+                    None,
+                    format!(
+                        "binary file {old} is blob {} at the pin, not the bundle's pre-image {want}",
+                        short(&actual)
+                    ),
+                );
+            }
+            continue;
+        }
+        if let Some(failure) = diagnose_hunks(patch, file, &content) {
+            return failure;
+        }
+    }
+    Failure {
+        diagnosis: Diagnosis::Other,
+        file: None,
+        hunk: None,
+        detail: format!("libgit2 refused the bundle: {libgit2}"),
+    }
+}
+
+fn diagnose_hunks(patch: &Patch, file: &FilePatch, content: &[u8]) -> Option<Failure> {
+    let have = lines(content);
+    let all_reversed = file
+        .hunks
+        .iter()
+        .all(|h| find(&have, &h.postimage(patch, file), 0).is_some());
+    for (n, hunk) in file.hunks.iter().enumerate() {
+        let number = n + 1;
+        let pre = hunk.preimage(patch, file);
+        let expected = expected_index(hunk);
+        if matches_at(&have, &pre, expected) {
+            continue;
+        }
+        let path = file.path();
+        let at = format!("hunk {number} of {path} ({})", hunk.header);
+        let failure = |diagnosis, detail| Failure {
+            diagnosis,
+            file: Some(path.to_owned()),
+            hunk: Some(number),
+            detail,
+        };
+        if all_reversed {
+            return Some(failure(
+                Diagnosis::AlreadyApplied,
+                format!(
+                    "{at}: the change is already there (the bundle applies in reverse: the pin \
+                     moved past it); drop the bundle or regenerate it"
+                ),
+            ));
+        }
+        if let Some(found) = find(&have, &pre, expected) {
+            let offset = found as isize - expected as isize;
+            let direction = if offset > 0 { "later" } else { "earlier" };
+            return Some(failure(
+                Diagnosis::Offset,
+                format!(
+                    "{at}: its context is found {} lines {direction}, at line {} \
+                     (offset: regenerate the bundle against the pin)",
+                    offset.unsigned_abs(),
+                    found + 1
+                ),
+            ));
+        }
+        if find(&have, &hunk.postimage(patch, file), expected).is_some() {
+            return Some(failure(
+                Diagnosis::AlreadyApplied,
+                format!("{at}: this hunk's change is already there (it applies in reverse)"),
+            ));
+        }
+        return Some(failure(
+            Diagnosis::Context,
+            context_detail(&at, &have, &pre, expected),
+        ));
+    }
+    None
+}
+
+fn context_detail(at: &str, have: &[&[u8]], pre: &[&[u8]], expected: usize) -> String {
+    for (i, want) in pre.iter().enumerate() {
+        let line = expected + i;
+        match have.get(line) {
+            Some(got) if got == want => continue,
+            Some(got) => {
+                return format!(
+                    "{at}: its context is not in the file; line {} is {:?}, the bundle expects {:?}",
+                    line + 1,
+                    shorten(got),
+                    shorten(want)
+                );
+            }
+            None => {
+                return format!(
+                    "{at}: its context is not in the file; the file ends at line {}, the bundle \
+                     expects {:?} at line {}",
+                    have.len(),
+                    shorten(want),
+                    line + 1
+                );
+            }
+        }
+    }
+    format!("{at}: its context is not in the file")
+}
+
+fn missing(base: &Tree<'_>, file: &FilePatch, path: &str) -> Failure {
+    let mut suffix_hits = Vec::new();
+    let wanted = format!("/{path}");
+    let _ = base.walk(TreeWalkMode::PreOrder, |root, entry| {
+        if entry.kind() == Some(ObjectType::Blob)
+            && let Some(name) = entry.name()
+        {
+            let full = format!("{root}{name}");
+            if full.ends_with(&wanted) {
+                suffix_hits.push(full[..full.len() - wanted.len()].to_owned());
+                if suffix_hits.len() > 3 {
+                    return TreeWalkResult::Abort;
+                }
+            }
+        }
+        TreeWalkResult::Ok
+    });
+    let hint = if let Some(prefix) = suffix_hits.first() {
+        Some((
+            Diagnosis::BaseDir,
+            format!(
+                "{path} does not exist at the pin, but {prefix}/{path} does: base_dir looks wrong \
+                 (set base_dir: {prefix})"
+            ),
+        ))
+    } else {
+        // With a wrong base_dir, the file may exist at a shorter path.
+        path.match_indices('/').find_map(|(i, _)| {
+            let shorter = &path[i + 1..];
+            base.get_path(Path::new(shorter)).ok().map(|_| {
+                (
+                    Diagnosis::BaseDir,
+                    format!(
+                        "{path} does not exist at the pin, but {shorter} does: base_dir looks \
+                         wrong (the diff's paths are already relative to the repo root)"
+                    ),
+                )
+            })
+        })
+    };
+    let (diagnosis, detail) = hint.unwrap_or((
+        Diagnosis::MissingFile,
+        format!("{path} does not exist at the pin; the bundle changes it"),
+    ));
+    Failure {
+        diagnosis,
+        file: Some(file.path().to_owned()),
+        hunk: None,
+        detail,
+    }
+}
+
+/// Index of the first pre-image line in the file, from the hunk header.
+fn expected_index(hunk: &Hunk) -> usize {
+    if hunk.old_lines == 0 {
+        hunk.old_start
+    } else {
+        hunk.old_start.saturating_sub(1)
+    }
+}
+
+fn matches_at(have: &[&[u8]], want: &[&[u8]], at: usize) -> bool {
+    have.get(at..at + want.len()).is_some_and(|s| s == want)
+}
+
+/// The match of `want` nearest to line `near`.
+fn find(have: &[&[u8]], want: &[&[u8]], near: usize) -> Option<usize> {
+    if want.is_empty() {
+        return Some(near.min(have.len()));
+    }
+    let last = have.len().checked_sub(want.len())?;
+    (0..=last)
+        .filter(|&i| matches_at(have, want, i))
+        .min_by_key(|&i| i.abs_diff(near))
+}
+
+fn lines(content: &[u8]) -> Vec<&[u8]> {
+    let mut v: Vec<&[u8]> = content
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .collect();
+    if content.ends_with(b"\n") {
+        v.pop();
+    }
+    v
+}
+
+fn blob(repo: &Repository, tree: &Tree<'_>, path: &str) -> Option<Vec<u8>> {
+    crate::git::read_blob(repo, tree, path)
+}
+
+fn blob_id(tree: &Tree<'_>, path: &str) -> String {
+    tree.get_path(Path::new(path))
+        .map(|e| e.id().to_string())
+        .unwrap_or_default()
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+fn shorten(line: &[u8]) -> String {
+    String::from_utf8_lossy(line).chars().take(60).collect()
+}

@@ -1,0 +1,189 @@
+//! Comparing a work tree with the tree it should hold (pin + bundles), path by path.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use git2::{ObjectType, Oid, Repository, Status, StatusOptions, Tree};
+
+use crate::git::{GitError, local};
+
+/// How a path of the work tree differs from pin + bundles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PathClass {
+    /// Still the pin's content where a bundle changes it.
+    Unpatched,
+    /// A bundle's file with content that is neither the pin's nor the bundle's.
+    Drifted,
+    /// A change to a tracked file that no bundle explains.
+    Residual,
+    /// A file that is neither in the pin nor made by a bundle.
+    Untracked,
+    /// A file of the pin (or made by a bundle) that is gone.
+    Deleted,
+}
+
+impl PathClass {
+    /// Stable name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathClass::Unpatched => "unpatched",
+            PathClass::Drifted => "drifted",
+            PathClass::Residual => "residual",
+            PathClass::Untracked => "untracked",
+            PathClass::Deleted => "deleted",
+        }
+    }
+}
+
+/// One path that differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathState {
+    pub path: String,
+    pub class: PathClass,
+}
+
+/// Every path where the work tree differs from the expected tree.
+#[derive(Debug, Clone, Default)]
+pub struct WorktreeDiff {
+    pub paths: Vec<PathState>,
+}
+
+impl WorktreeDiff {
+    /// Whether the work tree holds exactly the expected tree.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// A short multi-line listing for messages.
+    pub fn listing(&self, limit: usize) -> String {
+        let mut out = String::new();
+        for p in self.paths.iter().take(limit) {
+            out.push_str(&format!("\n  {:<9} {}", p.class.as_str(), p.path));
+        }
+        if self.paths.len() > limit {
+            out.push_str(&format!("\n  ... and {} more", self.paths.len() - limit));
+        }
+        out
+    }
+}
+
+/// Paths changed in the work tree or index relative to HEAD, untracked included, ignored not.
+pub fn changed_paths(repo: &Repository, name: &str) -> Result<BTreeSet<String>, GitError> {
+    let mut opts = StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false)
+        .renames_head_to_index(false)
+        .exclude_submodules(true);
+    let statuses = repo
+        .statuses(Some(&mut opts))
+        .map_err(local(name, "reading the work tree status"))?;
+    Ok(statuses
+        .iter()
+        .filter(|s| s.status() != Status::CURRENT && !s.status().contains(Status::IGNORED))
+        .filter_map(|s| s.path().map(str::to_owned))
+        .collect())
+}
+
+/// Paths whose entries differ between two trees.
+pub fn tree_changes(
+    repo: &Repository,
+    name: &str,
+    from: &Tree<'_>,
+    to: &Tree<'_>,
+) -> Result<BTreeSet<String>, GitError> {
+    let diff = repo
+        .diff_tree_to_tree(Some(from), Some(to), None)
+        .map_err(local(name, "comparing trees"))?;
+    let mut paths = BTreeSet::new();
+    for delta in diff.deltas() {
+        for file in [delta.old_file(), delta.new_file()] {
+            if let Some(p) = file.path().and_then(Path::to_str) {
+                paths.insert(p.to_owned());
+            }
+        }
+    }
+    Ok(paths)
+}
+
+/// Compares the work tree with `expected`, where `pin` is the tree HEAD is at.
+pub fn compare(
+    repo: &Repository,
+    name: &str,
+    pin: &Tree<'_>,
+    expected: &Tree<'_>,
+) -> Result<WorktreeDiff, GitError> {
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| GitError::Local {
+            repo: name.to_owned(),
+            context: "reading the work tree".to_owned(),
+            source: git2::Error::from_str("the repository has no work tree"),
+        })?
+        .to_path_buf();
+    let bundle_paths = tree_changes(repo, name, pin, expected)?;
+    let mut candidates = changed_paths(repo, name)?;
+    candidates.extend(bundle_paths.iter().cloned());
+    let mut paths = Vec::new();
+    for path in candidates {
+        let want = entry(expected, &path);
+        let have = on_disk(&workdir.join(&path));
+        if want == have {
+            continue;
+        }
+        let class = if have.is_none() {
+            PathClass::Deleted
+        } else if bundle_paths.contains(&path) {
+            if have == entry(pin, &path) {
+                PathClass::Unpatched
+            } else {
+                PathClass::Drifted
+            }
+        } else if entry(pin, &path).is_none() {
+            PathClass::Untracked
+        } else {
+            PathClass::Residual
+        };
+        paths.push(PathState { path, class });
+    }
+    Ok(WorktreeDiff { paths })
+}
+
+/// The blob id and mode of a tree entry, `None` when absent or not a file.
+fn entry(tree: &Tree<'_>, path: &str) -> Option<(Oid, i32)> {
+    let e = tree.get_path(Path::new(path)).ok()?;
+    (e.kind() == Some(ObjectType::Blob)).then(|| (e.id(), e.filemode()))
+}
+
+/// The blob id and mode of a file on disk, as `git add` would record them.
+fn on_disk(path: &Path) -> Option<(Oid, i32)> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(path).ok()?;
+        let id = Oid::hash_object(ObjectType::Blob, target.as_os_str().as_encoded_bytes()).ok()?;
+        return Some((id, 0o120000));
+    }
+    if !meta.is_file() {
+        return None;
+    }
+    let id = Oid::hash_file(ObjectType::Blob, path).ok()?;
+    Some((
+        id,
+        if is_executable(&meta) {
+            0o100755
+        } else {
+            0o100644
+        },
+    ))
+}
+
+#[cfg(unix)]
+fn is_executable(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_: &std::fs::Metadata) -> bool {
+    false
+}
