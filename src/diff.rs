@@ -236,7 +236,9 @@ pub fn check_path(path: &str) -> Result<(), DiffError> {
 
 fn rewrite_header_line(line: &[u8], old: Option<&str>, new: Option<&str>) -> Option<String> {
     let either = || new.or(old).unwrap_or_default();
+    // git ends a `---`/`+++` name that holds a space with a tab, for the sake of `patch`.
     let side = |p: Option<&str>, prefix: &str| match p {
+        Some(p) if p.contains(' ') => format!("{}\t", quote(&format!("{prefix}{p}"))),
         Some(p) => quote(&format!("{prefix}{p}")),
         None => "/dev/null".to_owned(),
     };
@@ -271,7 +273,7 @@ fn rewrite_header_line(line: &[u8], old: Option<&str>, new: Option<&str>) -> Opt
 pub fn quote(path: &str) -> String {
     let needs = path
         .bytes()
-        .any(|b| b == b'"' || b == b'\\' || b < 0x20 || b >= 0x7f);
+        .any(|b| b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b));
     if !needs {
         return path.to_owned();
     }

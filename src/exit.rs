@@ -77,10 +77,10 @@ pub fn classify(err: &anyhow::Error) -> ExitStatus {
                 SourceError::NotAsPinned { .. } | SourceError::Refused { .. } => {
                     ExitStatus::NotAsPinned
                 }
-                SourceError::NotACheckout { .. } | SourceError::OtherOrigin { .. } => {
-                    ExitStatus::Invalid
-                }
-                SourceError::Io { .. } => ExitStatus::Failed,
+                SourceError::Pins(_)
+                | SourceError::NotACheckout { .. }
+                | SourceError::OtherOrigin { .. } => ExitStatus::Invalid,
+                SourceError::Io { .. } | SourceError::Unavailable { .. } => ExitStatus::Failed,
             };
         }
         if let Some(b) = cause.downcast_ref::<BundleLoadError>() {

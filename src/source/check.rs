@@ -7,8 +7,8 @@ use std::path::Path;
 use git2::{Oid, Repository};
 
 use super::{SourceError, Workspace, bundles, tree};
-use crate::git::{self, GitError, local};
-use crate::pins::{self, Pins, PinsError, Repo};
+use crate::git::{self, local};
+use crate::pins::{self, Pins, Repo};
 use crate::source::Diagnosis;
 
 /// Choices for `check` and `lock`.
@@ -96,7 +96,7 @@ pub fn check(
     names: &[String],
     opts: CheckOptions,
 ) -> Result<Vec<RepoCheck>, SourceError> {
-    let selected = pins.select(names).map_err(pins_error)?;
+    let selected = pins.select(names)?;
     let mut objects = Objects::new(ws, pins, opts);
     selected
         .into_iter()
@@ -121,12 +121,12 @@ pub fn lock(
     for r in &results {
         let tree = r.tree.as_deref().unwrap_or_default();
         if r.locked_tree.as_deref() != Some(tree) {
-            text = pins::set_tree(&text, &pins.path, &r.name, tree).map_err(pins_error)?;
+            text = pins::set_tree(&text, &pins.path, &r.name, tree)?;
             changed = true;
         }
     }
     if changed {
-        let reloaded = Pins::parse(&pins.path, text.as_bytes()).map_err(pins_error)?;
+        let reloaded = Pins::parse(&pins.path, text.as_bytes())?;
         let same = reloaded
             .repos
             .iter()
@@ -143,13 +143,6 @@ pub fn lock(
             .map_err(SourceError::io(&pins.path))?;
     }
     Ok((results, changed))
-}
-
-fn pins_error(e: PinsError) -> SourceError {
-    SourceError::Refused {
-        repo: "pins.yaml".to_owned(),
-        message: e.to_string(),
-    }
 }
 
 fn check_repo(
@@ -257,17 +250,16 @@ impl<'a> Objects<'a> {
             )
             .ok()
             .filter(|r| git::has_commit(r, pin));
-            return local_repo.ok_or_else(|| {
-                SourceError::Git(GitError::MissingCommit {
-                    repo: repo.name.clone(),
-                    url: format!(
-                        "the offline cache ({}) or the workspace checkout; run `pinstack check` \
-                         once with network, or `pinstack fetch {}`",
-                        cache_path.display(),
-                        repo.name
-                    ),
-                    commit: repo.commit.clone(),
-                })
+            return local_repo.ok_or_else(|| SourceError::Unavailable {
+                repo: repo.name.clone(),
+                message: format!(
+                    "commit {} is neither in the object cache ({}) nor in the workspace checkout, \
+                     and --offline forbids fetching; run `pinstack check` once with network, or \
+                     `pinstack fetch {}`",
+                    repo.commit,
+                    cache_path.display(),
+                    repo.name
+                ),
             });
         }
         let r = match open_bare(&cache_path) {

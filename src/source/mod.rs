@@ -53,6 +53,8 @@ pub enum SourceError {
     Git(#[from] GitError),
     #[error(transparent)]
     Bundle(#[from] BundleLoadError),
+    #[error(transparent)]
+    Pins(#[from] crate::pins::PinsError),
     #[error(
         "{repo}: {path} is not a git checkout; move it away or choose another dir in pins.yaml"
     )]
@@ -71,6 +73,8 @@ pub enum SourceError {
     Refused { repo: String, message: String },
     #[error("{repo}: {message}")]
     NotAsPinned { repo: String, message: String },
+    #[error("{repo}: {message}")]
+    Unavailable { repo: String, message: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
