@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::exit::EXIT_CODES;
-use crate::run::{Command, Globals};
+use crate::run::{AuditTarget, Command, Globals};
 
 /// Bring up a pinned, patched LLM serving stack reproducibly, and keep it honest afterwards.
 #[derive(Parser, Debug)]
@@ -74,6 +74,22 @@ enum CliCommand {
         /// Use only objects already in the cache or the workspace: no network.
         #[arg(long)]
         offline: bool,
+    },
+    /// Explain a tree as pin + bundles + residual, without network; never changes the tree.
+    #[command(after_help = EXIT_CODES)]
+    Audit {
+        /// Workspace repos to audit [default: all].
+        #[arg(conflicts_with = "path")]
+        repos: Vec<String>,
+        /// Audit this folder instead of a workspace checkout (with --repo).
+        #[arg(long, value_name = "DIR", requires = "repo")]
+        path: Option<PathBuf>,
+        /// The pinned repo the --path folder is a checkout of.
+        #[arg(long, value_name = "NAME", requires = "path")]
+        repo: Option<String>,
+        /// Write everything no bundle explains as a bundle to FILE.
+        #[arg(long, value_name = "FILE")]
+        export_residual: Option<PathBuf>,
     },
     /// Walk the whole source pipeline on made-up repositories: no hardware, no network.
     #[command(after_help = EXIT_CODES)]
@@ -162,6 +178,18 @@ pub fn parse() -> (Globals, Command) {
         },
         CliCommand::Lock { offline } => Command::Lock { offline },
         CliCommand::Demo { dir } => Command::Demo { dir },
+        CliCommand::Audit {
+            repos,
+            path,
+            repo,
+            export_residual,
+        } => Command::Audit {
+            target: match (path, repo) {
+                (Some(path), Some(repo)) => AuditTarget::Path { path, repo },
+                _ => AuditTarget::Workspace(repos),
+            },
+            export_residual,
+        },
     };
     (globals, command)
 }

@@ -1,5 +1,6 @@
 //! pinstack: pins, patch bundles and checkouts for a pinned, patched LLM serving stack.
 
+pub mod audit;
 pub mod bundle;
 pub mod cli;
 mod commands;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::commands;
+pub use crate::commands::audit::Target as AuditTarget;
 use crate::exit::ExitStatus;
 use crate::output::Printer;
 use crate::source::Workspace;
@@ -67,6 +68,10 @@ pub enum Command {
     Demo {
         dir: Option<PathBuf>,
     },
+    Audit {
+        target: commands::audit::Target,
+        export_residual: Option<PathBuf>,
+    },
 }
 
 /// Runs one command.
@@ -101,5 +106,9 @@ pub fn run(globals: &Globals, command: Command) -> Result<ExitStatus> {
         } => commands::source::check(p, globals, &repos, offline, junit.as_deref()),
         Command::Lock { offline } => commands::source::lock(p, globals, offline),
         Command::Demo { dir } => crate::demo::run(p, dir.as_deref()),
+        Command::Audit {
+            target,
+            export_residual,
+        } => commands::audit::audit(p, globals, &target, export_residual.as_deref()),
     }
 }

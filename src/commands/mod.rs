@@ -1,4 +1,5 @@
 //! One file per group of commands: they load input, call the core, and render the result.
 
+pub mod audit;
 pub mod bundle;
 pub mod source;

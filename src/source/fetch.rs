@@ -29,7 +29,12 @@ pub fn fetch(ws: &Workspace, repo: &Repo) -> Result<FetchReport, SourceError> {
     let head = git_repo.head().ok().and_then(|h| h.target());
     let detached = git_repo.head_detached().unwrap_or(false);
     let mut fetched = None;
-    if head != Some(pin) || !detached {
+    if head == Some(pin) && !detached {
+        // On a branch at the pin: detach without touching a file (the branch stays).
+        git_repo
+            .set_head_detached(pin)
+            .map_err(local(&repo.name, "detaching HEAD at the pin"))?;
+    } else if head != Some(pin) {
         let how = git::ensure_commit(&git_repo, &repo.name, &repo.url, &repo.commit)?;
         checkout_pin(&git_repo, repo, pin, head.is_none())?;
         fetched = Some(how);

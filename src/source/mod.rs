@@ -15,7 +15,10 @@ pub use bundles::{BundleLoadError, LoadedBundle, load_bundle, read_bundle_bytes}
 pub use check::{BundleResult, BundleStatus, CheckOptions, RepoCheck, check, lock};
 pub use fetch::{FetchReport, fetch};
 pub use tree::{Diagnosis, Failure};
-pub use worktree::{PathState, WorktreeDiff};
+pub use worktree::{PathClass, PathState, WorktreeDiff};
+
+pub(crate) use tree::apply_patch;
+pub(crate) use worktree::{classify, compare, entry, on_disk, tree_changes};
 
 use crate::git::GitError;
 

@@ -10,6 +10,8 @@ use crate::git::{GitError, local};
 /// How a path of the work tree differs from pin + bundles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PathClass {
+    /// Holds the bundles' result.
+    Patched,
     /// Still the pin's content where a bundle changes it.
     Unpatched,
     /// A bundle's file with content that is neither the pin's nor the bundle's.
@@ -26,6 +28,7 @@ impl PathClass {
     /// Stable name used in reports.
     pub fn as_str(self) -> &'static str {
         match self {
+            PathClass::Patched => "patched",
             PathClass::Unpatched => "unpatched",
             PathClass::Drifted => "drifted",
             PathClass::Residual => "residual",
@@ -106,13 +109,29 @@ pub fn tree_changes(
     Ok(paths)
 }
 
-/// Compares the work tree with `expected`, where `pin` is the tree HEAD is at.
+/// Compares the work tree with `expected`, where `pin` is the tree HEAD is at; lists only the
+/// paths that differ.
 pub fn compare(
     repo: &Repository,
     name: &str,
     pin: &Tree<'_>,
     expected: &Tree<'_>,
 ) -> Result<WorktreeDiff, GitError> {
+    let mut paths = classify(repo, name, pin, expected, BTreeSet::new())?;
+    paths.retain(|p| p.class != PathClass::Patched);
+    Ok(WorktreeDiff { paths })
+}
+
+/// Classifies every path that differs from the pin, in the work tree or in the bundles: the
+/// paths git status reports (staged and unstaged alike, untracked included, ignored not), the
+/// paths the bundles change, and `extra` (such as the paths a moved HEAD changed).
+pub fn classify(
+    repo: &Repository,
+    name: &str,
+    pin: &Tree<'_>,
+    expected: &Tree<'_>,
+    extra: BTreeSet<String>,
+) -> Result<Vec<PathState>, GitError> {
     let workdir = repo
         .workdir()
         .ok_or_else(|| GitError::Local {
@@ -122,41 +141,44 @@ pub fn compare(
         })?
         .to_path_buf();
     let bundle_paths = tree_changes(repo, name, pin, expected)?;
-    let mut candidates = changed_paths(repo, name)?;
+    let mut candidates = extra;
+    candidates.extend(changed_paths(repo, name)?);
     candidates.extend(bundle_paths.iter().cloned());
+    let index = repo.index().map_err(local(name, "reading the index"))?;
     let mut paths = Vec::new();
     for path in candidates {
         let want = entry(expected, &path);
         let have = on_disk(&workdir.join(&path));
-        if want == have {
-            continue;
-        }
-        let class = if have.is_none() {
-            PathClass::Deleted
-        } else if bundle_paths.contains(&path) {
-            if have == entry(pin, &path) {
-                PathClass::Unpatched
-            } else {
-                PathClass::Drifted
+        let bundle = bundle_paths.contains(&path);
+        let class = if want == have {
+            if !bundle {
+                continue;
             }
-        } else if entry(pin, &path).is_none() {
+            PathClass::Patched
+        } else if bundle && have == entry(pin, &path) {
+            PathClass::Unpatched
+        } else if have.is_none() {
+            PathClass::Deleted
+        } else if bundle {
+            PathClass::Drifted
+        } else if entry(pin, &path).is_none() && index.get_path(Path::new(&path), 0).is_none() {
             PathClass::Untracked
         } else {
             PathClass::Residual
         };
         paths.push(PathState { path, class });
     }
-    Ok(WorktreeDiff { paths })
+    Ok(paths)
 }
 
 /// The blob id and mode of a tree entry, `None` when absent or not a file.
-fn entry(tree: &Tree<'_>, path: &str) -> Option<(Oid, i32)> {
+pub fn entry(tree: &Tree<'_>, path: &str) -> Option<(Oid, i32)> {
     let e = tree.get_path(Path::new(path)).ok()?;
     (e.kind() == Some(ObjectType::Blob)).then(|| (e.id(), e.filemode()))
 }
 
 /// The blob id and mode of a file on disk, as `git add` would record them.
-fn on_disk(path: &Path) -> Option<(Oid, i32)> {
+pub fn on_disk(path: &Path) -> Option<(Oid, i32)> {
     let meta = std::fs::symlink_metadata(path).ok()?;
     if meta.file_type().is_symlink() {
         let target = std::fs::read_link(path).ok()?;

@@ -1,0 +1,524 @@
+//! Explaining a source tree as pin + bundles + residual, without a network and without changing
+//! the tree, its index or its HEAD; and turning the residual into a bundle.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use git2::{Oid, Repository, RepositoryOpenFlags, Status, StatusOptions, Tree};
+
+use crate::diff::Patch;
+use crate::git::{self, local};
+use crate::pins::{Pins, Repo};
+use crate::source::{self, PathClass, PathState, SourceError, Workspace};
+use crate::{bundle, fsutil};
+
+/// Where HEAD stands relative to the pinned commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadState {
+    AtPin,
+    Ahead,
+    Behind,
+    Diverged,
+    Unrelated,
+    /// The pinned commit's objects are not in the repository.
+    Unknown,
+    /// The repository has no commit yet.
+    Unborn,
+    /// There is no checkout at the path.
+    Missing,
+}
+
+impl HeadState {
+    /// Stable name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeadState::AtPin => "at_pin",
+            HeadState::Ahead => "ahead",
+            HeadState::Behind => "behind",
+            HeadState::Diverged => "diverged",
+            HeadState::Unrelated => "unrelated",
+            HeadState::Unknown => "unknown",
+            HeadState::Unborn => "unborn",
+            HeadState::Missing => "missing",
+        }
+    }
+}
+
+/// How much of a bundle the tree holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleState {
+    /// Every file holds the bundle's post-image.
+    Applied,
+    /// Every file holds the bundle's pre-image.
+    NotApplied,
+    /// Some files hold the post-image, others do not.
+    PartiallyApplied,
+    /// Every file holds the pre-image, but HEAD or the index records the post-image: the bundle
+    /// was applied (committed or staged) and then undone in the work tree.
+    Reverted,
+}
+
+impl BundleState {
+    /// Stable name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BundleState::Applied => "applied",
+            BundleState::NotApplied => "not_applied",
+            BundleState::PartiallyApplied => "partially_applied",
+            BundleState::Reverted => "reverted",
+        }
+    }
+}
+
+/// How the reference was known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The pinned commit's objects: pin + bundles built in memory.
+    Full,
+    /// The pinned commit is absent: only the blob ids on the bundles' `index` lines were used.
+    IndexLines,
+}
+
+/// One bundle's state, with each of its files.
+#[derive(Debug, Clone)]
+pub struct BundleAudit {
+    pub bundle: String,
+    pub state: BundleState,
+    pub files: Vec<PathState>,
+}
+
+/// The residual written as a bundle.
+#[derive(Debug, Clone)]
+pub struct Residual {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub diff_sha256: String,
+    pub files: usize,
+}
+
+/// The audit of one tree.
+#[derive(Debug, Clone)]
+pub struct RepoAudit {
+    pub name: String,
+    pub path: PathBuf,
+    pub head: Option<String>,
+    pub pinned_commit: String,
+    pub pinned_commit_present: bool,
+    pub head_state: HeadState,
+    pub mode: Mode,
+    pub bundles: Vec<BundleAudit>,
+    /// Every path that differs from the pin, `patched` ones included.
+    pub files: Vec<PathState>,
+    /// Ignored entries (build outputs) that were not examined.
+    pub ignored: usize,
+    pub residual: Option<Residual>,
+}
+
+impl RepoAudit {
+    /// HEAD at the pin, every bundle applied, and nothing else changed.
+    pub fn clean_as_pinned(&self) -> bool {
+        self.head_state == HeadState::AtPin
+            && self.bundles.iter().all(|b| b.state == BundleState::Applied)
+            && self.files.iter().all(|f| f.class == PathClass::Patched)
+    }
+}
+
+/// Audits the tree at `path` against `repo`'s pin; with `export`, also writes the residual.
+pub fn audit(
+    ws: &Workspace,
+    pins: &Pins,
+    repo: &Repo,
+    path: &Path,
+    export: Option<&Path>,
+) -> Result<RepoAudit, SourceError> {
+    let mut report = RepoAudit {
+        name: repo.name.clone(),
+        path: path.to_owned(),
+        head: None,
+        pinned_commit: repo.commit.clone(),
+        pinned_commit_present: false,
+        head_state: HeadState::Missing,
+        mode: Mode::Full,
+        bundles: Vec::new(),
+        files: Vec::new(),
+        ignored: 0,
+        residual: None,
+    };
+    let Ok(r) = Repository::open_ext(
+        path,
+        RepositoryOpenFlags::NO_SEARCH,
+        std::iter::empty::<&str>(),
+    ) else {
+        if export.is_some() {
+            return Err(SourceError::NotACheckout {
+                repo: repo.name.clone(),
+                path: path.to_owned(),
+            });
+        }
+        return Ok(report);
+    };
+    if r.workdir().is_none() {
+        return Err(SourceError::NotACheckout {
+            repo: repo.name.clone(),
+            path: path.to_owned(),
+        });
+    }
+    git::in_memory_writes(&r, &repo.name)?;
+    let pin = Oid::from_str(&repo.commit).map_err(local(&repo.name, "commit id"))?;
+    let head = r.head().ok().and_then(|h| h.target());
+    report.head = head.map(|h| h.to_string());
+    report.pinned_commit_present = git::has_commit(&r, pin);
+    report.head_state = head_state(&r, head, pin, report.pinned_commit_present);
+    report.ignored = ignored_count(&r, &repo.name)?;
+    let loaded = load_bundles(ws, pins, repo)?;
+    if report.pinned_commit_present {
+        full(&r, repo, pin, head, &loaded, &mut report, export)?;
+    } else {
+        report.mode = Mode::IndexLines;
+        if export.is_some() {
+            return Err(SourceError::Unavailable {
+                repo: repo.name.clone(),
+                message: format!(
+                    "exporting the residual needs the pinned commit {}, which is not in {}; \
+                     fetch it into that repository first (git fetch origin {})",
+                    repo.commit,
+                    path.display(),
+                    repo.commit
+                ),
+            });
+        }
+        index_lines(&r, repo, &loaded, &mut report)?;
+    }
+    Ok(report)
+}
+
+fn head_state(r: &Repository, head: Option<Oid>, pin: Oid, present: bool) -> HeadState {
+    let Some(head) = head else {
+        return HeadState::Unborn;
+    };
+    if head == pin {
+        return HeadState::AtPin;
+    }
+    if !present {
+        return HeadState::Unknown;
+    }
+    if r.merge_base(head, pin).is_err() {
+        return HeadState::Unrelated;
+    }
+    match r.graph_ahead_behind(head, pin) {
+        Ok((_, 0)) => HeadState::Ahead,
+        Ok((0, _)) => HeadState::Behind,
+        Ok(_) => HeadState::Diverged,
+        Err(_) => HeadState::Unrelated,
+    }
+}
+
+fn ignored_count(r: &Repository, name: &str) -> Result<usize, SourceError> {
+    let mut opts = StatusOptions::new();
+    opts.include_ignored(true)
+        .recurse_ignored_dirs(false)
+        .include_untracked(false)
+        .exclude_submodules(true);
+    let statuses = r
+        .statuses(Some(&mut opts))
+        .map_err(local(name, "counting ignored files"))?;
+    Ok(statuses
+        .iter()
+        .filter(|s| s.status().contains(Status::IGNORED))
+        .count())
+}
+
+fn load_bundles(
+    ws: &Workspace,
+    pins: &Pins,
+    repo: &Repo,
+) -> Result<Vec<source::LoadedBundle>, SourceError> {
+    repo.patches
+        .iter()
+        .map(|patch| {
+            let bytes = source::read_bundle_bytes(pins, &repo.name, patch, &mut |other, file| {
+                read_pinned_offline(ws, pins, other, file)
+            })?;
+            Ok(source::load_bundle(&repo.name, patch, &bytes)?)
+        })
+        .collect()
+}
+
+/// Reads a file of another pinned repo at its pinned commit from the workspace checkout or the
+/// object cache, never the network.
+fn read_pinned_offline(ws: &Workspace, pins: &Pins, other: &str, file: &str) -> Option<Vec<u8>> {
+    let other = pins.repo(other).ok()?;
+    let candidates = [
+        Repository::open_ext(
+            ws.checkout(&other.dir),
+            RepositoryOpenFlags::NO_SEARCH,
+            std::iter::empty::<&str>(),
+        ),
+        Repository::open_bare(ws.cache_repo(&other.name, &other.url)),
+    ];
+    candidates.into_iter().flatten().find_map(|r| {
+        let tree = git::commit_tree(&r, &other.name, &other.commit).ok()?;
+        git::read_blob(&r, &tree, file)
+    })
+}
+
+fn full(
+    r: &Repository,
+    repo: &Repo,
+    pin: Oid,
+    head: Option<Oid>,
+    loaded: &[source::LoadedBundle],
+    report: &mut RepoAudit,
+    export: Option<&Path>,
+) -> Result<(), SourceError> {
+    let name = &repo.name;
+    let pin_tree = git::commit_tree(r, name, &repo.commit)?;
+    let mut trees = vec![pin_tree.id()];
+    for b in loaded {
+        let base = r
+            .find_tree(*trees.last().unwrap_or(&pin_tree.id()))
+            .map_err(local(name, "reading a tree"))?;
+        let next =
+            source::apply_patch(r, &base, &b.patch).map_err(|f| SourceError::NotAsPinned {
+                repo: name.clone(),
+                message: format!(
+                    "bundle {} does not apply to its pin ({}); run `pinstack check {name}`",
+                    b.label, f.detail
+                ),
+            })?;
+        trees.push(next);
+    }
+    let expected_id = *trees.last().unwrap_or(&pin);
+    let expected = r
+        .find_tree(expected_id)
+        .map_err(local(name, "reading a tree"))?;
+    let head_tree = head
+        .and_then(|h| r.find_commit(h).ok())
+        .and_then(|c| c.tree().ok());
+    let extra = match &head_tree {
+        Some(t) if t.id() != pin_tree.id() => source::tree_changes(r, name, t, &pin_tree)?,
+        _ => BTreeSet::new(),
+    };
+    report.files = source::classify(r, name, &pin_tree, &expected, extra)?;
+    let workdir = r.workdir().unwrap_or(Path::new(".")).to_path_buf();
+    let index = r.index().map_err(local(name, "reading the index"))?;
+    for (k, b) in loaded.iter().enumerate() {
+        let pre = r
+            .find_tree(trees[k])
+            .map_err(local(name, "reading a tree"))?;
+        let post = r
+            .find_tree(trees[k + 1])
+            .map_err(local(name, "reading a tree"))?;
+        let mut files = Vec::new();
+        let mut recorded = false;
+        for path in bundle_paths(&b.patch) {
+            let disk = source::on_disk(&workdir.join(&path));
+            let (before, after) = (source::entry(&pre, &path), source::entry(&post, &path));
+            let class = if disk == after || disk == source::entry(&expected, &path) {
+                PathClass::Patched
+            } else if disk == before {
+                PathClass::Unpatched
+            } else if disk.is_none() {
+                PathClass::Deleted
+            } else {
+                PathClass::Drifted
+            };
+            let in_head = head_tree.as_ref().map(|t| source::entry(t, &path));
+            let in_index = index
+                .get_path(Path::new(&path), 0)
+                .map(|e| (e.id, e.mode as i32));
+            recorded |= before != after
+                && (in_head == Some(after) || (after.is_some() && in_index == after));
+            files.push(PathState { path, class });
+        }
+        let state = bundle_state(&files, recorded);
+        report.bundles.push(BundleAudit {
+            bundle: b.label.clone(),
+            state,
+            files,
+        });
+    }
+    if let Some(out) = export {
+        report.residual = export_residual(r, name, &pin_tree, &expected, out)?;
+    }
+    Ok(())
+}
+
+fn bundle_state(files: &[PathState], recorded: bool) -> BundleState {
+    let all = |c| files.iter().all(|f| f.class == c);
+    if all(PathClass::Patched) {
+        BundleState::Applied
+    } else if all(PathClass::Unpatched) {
+        if recorded {
+            BundleState::Reverted
+        } else {
+            BundleState::NotApplied
+        }
+    } else {
+        BundleState::PartiallyApplied
+    }
+}
+
+/// The paths a bundle touches (both sides of a rename).
+fn bundle_paths(patch: &Patch) -> BTreeSet<String> {
+    patch
+        .files
+        .iter()
+        .flat_map(|f| [f.old_path.clone(), f.new_path.clone()])
+        .flatten()
+        .collect()
+}
+
+/// Without the pin's objects: each bundle file's blob is compared with the pre- and post-image
+/// ids on its `index` line; other changes are read from git status against HEAD.
+fn index_lines(
+    r: &Repository,
+    repo: &Repo,
+    loaded: &[source::LoadedBundle],
+    report: &mut RepoAudit,
+) -> Result<(), SourceError> {
+    let workdir = r.workdir().unwrap_or(Path::new(".")).to_path_buf();
+    let mut seen = BTreeSet::new();
+    for b in loaded {
+        let mut files = Vec::new();
+        for f in &b.patch.files {
+            let zero =
+                |id: &Option<String>| id.as_deref().is_none_or(|i| i.bytes().all(|c| c == b'0'));
+            for (path, is_new_side) in [(&f.old_path, false), (&f.new_path, true)] {
+                let Some(path) = path else { continue };
+                if f.old_path == f.new_path && !is_new_side {
+                    continue;
+                }
+                // For a rename, the old path's post-image is "absent" and the new path's
+                // pre-image is "absent".
+                let (pre, post) = if f.old_path != f.new_path {
+                    if is_new_side {
+                        (None, f.new_id.clone())
+                    } else {
+                        (f.old_id.clone(), None)
+                    }
+                } else {
+                    (f.old_id.clone(), f.new_id.clone())
+                };
+                let pre = if zero(&pre) { None } else { pre };
+                let post = if zero(&post) { None } else { post };
+                let disk = source::on_disk(&workdir.join(path)).map(|(id, _)| id.to_string());
+                let matches = |want: &Option<String>| match (want, &disk) {
+                    (None, None) => true,
+                    (Some(w), Some(d)) => d.starts_with(w.as_str()),
+                    _ => false,
+                };
+                let class = if matches(&post) {
+                    PathClass::Patched
+                } else if matches(&pre) {
+                    PathClass::Unpatched
+                } else if disk.is_none() {
+                    PathClass::Deleted
+                } else {
+                    PathClass::Drifted
+                };
+                seen.insert(path.clone());
+                files.push(PathState {
+                    path: path.clone(),
+                    class,
+                });
+            }
+        }
+        report.bundles.push(BundleAudit {
+            bundle: b.label.clone(),
+            state: bundle_state(&files, false),
+            files: files.clone(),
+        });
+        report.files.extend(files);
+    }
+    let mut opts = StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .renames_head_to_index(false)
+        .exclude_submodules(true);
+    let statuses = r
+        .statuses(Some(&mut opts))
+        .map_err(local(&repo.name, "reading the work tree status"))?;
+    for s in statuses.iter() {
+        let Some(path) = s.path() else { continue };
+        if seen.contains(path) {
+            continue;
+        }
+        let st = s.status();
+        let class = if st.contains(Status::WT_NEW) {
+            PathClass::Untracked
+        } else if st.intersects(Status::WT_DELETED | Status::INDEX_DELETED)
+            && !workdir.join(path).exists()
+        {
+            PathClass::Deleted
+        } else {
+            PathClass::Residual
+        };
+        report.files.push(PathState {
+            path: path.to_owned(),
+            class,
+        });
+    }
+    report.files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(())
+}
+
+/// Writes everything the bundles do not explain as a bundle, after proving that pin + bundles +
+/// it reproduces the work tree.
+fn export_residual(
+    r: &Repository,
+    name: &str,
+    pin_tree: &Tree<'_>,
+    expected: &Tree<'_>,
+    out: &Path,
+) -> Result<Option<Residual>, SourceError> {
+    let mut opts = git2::DiffOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .show_untracked_content(true)
+        .show_binary(true)
+        .include_typechange(true)
+        .ignore_submodules(true);
+    let diff = r
+        .diff_tree_to_workdir(Some(expected), Some(&mut opts))
+        .map_err(local(name, "diffing the work tree"))?;
+    let text = git::print_patch(&diff).map_err(local(name, "writing the residual"))?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let patch = Patch::parse(text.clone()).map_err(|e| SourceError::Refused {
+        repo: name.to_owned(),
+        message: format!("the residual is not a readable diff ({e}); nothing was written"),
+    })?;
+    let rebuilt = source::apply_patch(r, expected, &patch).map_err(|f| SourceError::Refused {
+        repo: name.to_owned(),
+        message: format!(
+            "the residual would not reproduce the tree ({}); nothing was written",
+            f.detail
+        ),
+    })?;
+    let rebuilt = r
+        .find_tree(rebuilt)
+        .map_err(local(name, "reading a tree"))?;
+    let left = source::compare(r, name, pin_tree, &rebuilt)?;
+    if !left.is_empty() {
+        return Err(SourceError::Refused {
+            repo: name.to_owned(),
+            message: format!(
+                "pin + bundles + residual would not reproduce these paths, so nothing was written:{}",
+                left.listing(10)
+            ),
+        });
+    }
+    let encoded = bundle::encode(&text);
+    fsutil::write_atomic(out, &encoded).map_err(|e| SourceError::Io {
+        path: out.to_owned(),
+        source: e,
+    })?;
+    Ok(Some(Residual {
+        path: out.to_owned(),
+        sha256: bundle::sha256_hex(&encoded),
+        diff_sha256: bundle::sha256_hex(&text),
+        files: patch.files.len(),
+    }))
+}
