@@ -170,7 +170,7 @@ impl Patch {
             for range in &file.header {
                 let line = &self.raw[range.clone()];
                 let start = raw.len();
-                match rewrite_header_line(line, old_path.as_deref(), new_path.as_deref()) {
+                match rewrite_header_line(line, old_path.as_deref(), new_path.as_deref(), quote) {
                     Some(text) => raw.extend_from_slice(text.as_bytes()),
                     None => raw.extend_from_slice(line),
                 }
@@ -191,11 +191,79 @@ impl Patch {
         Ok(patch)
     }
 
-    /// Refuses any path that would write outside the repository or inside `.git`.
+    /// The diff text as libgit2 1.9 reads it. libgit2 cuts an unquoted path at its first space
+    /// (libgit2#6294), so a section whose paths hold a space gets quoted paths; and it refuses a
+    /// section that ends at its `index` line, as an empty file added or deleted does
+    /// (libgit2#6778), unless the `-- ` separator of `git format-patch` follows.
+    pub fn for_libgit2(&self) -> std::borrow::Cow<'_, [u8]> {
+        let spaced = |f: &FilePatch| {
+            [&f.old_path, &f.new_path]
+                .into_iter()
+                .flatten()
+                .any(|p| p.contains(' '))
+        };
+        let ends_at_index = |f: &FilePatch| {
+            !f.binary
+                && f.hunks.is_empty()
+                && f.header
+                    .last()
+                    .is_some_and(|r| self.raw[r.clone()].starts_with(b"index "))
+        };
+        if !self.files.iter().any(|f| spaced(f) || ends_at_index(f)) {
+            return std::borrow::Cow::Borrowed(&self.raw);
+        }
+        let mut out = Vec::with_capacity(self.raw.len() + 64 * self.files.len());
+        for (i, file) in self.files.iter().enumerate() {
+            let end = self
+                .files
+                .get(i + 1)
+                .map_or(self.raw.len(), |next| next.header[0].start);
+            for range in &file.header {
+                let line = &self.raw[range.clone()];
+                let (old, new) = (file.old_path.as_deref(), file.new_path.as_deref());
+                match spaced(file)
+                    .then(|| rewrite_header_line(line, old, new, quote_spaced))
+                    .flatten()
+                {
+                    Some(text) => out.extend_from_slice(text.as_bytes()),
+                    None => out.extend_from_slice(line),
+                }
+            }
+            if ends_at_index(file) {
+                if !out.ends_with(b"\n") {
+                    out.push(b'\n');
+                }
+                out.extend_from_slice(b"-- \n");
+            }
+            let body = file.header.last().map_or(end, |r| r.end);
+            out.extend_from_slice(&self.raw[body..end]);
+        }
+        std::borrow::Cow::Owned(out)
+    }
+
+    /// Refuses any path that would write outside the repository or inside `.git`, and any
+    /// write through a symbolic link the diff itself creates.
     pub fn check_paths(&self) -> Result<(), DiffError> {
+        let links: Vec<&str> = self
+            .files
+            .iter()
+            .filter(|f| f.creates_symlink())
+            .filter_map(|f| f.new_path.as_deref())
+            .collect();
         for file in &self.files {
             for path in [&file.old_path, &file.new_path].into_iter().flatten() {
                 check_path(path)?;
+            }
+            if let Some(path) = &file.new_path
+                && links.iter().any(|link| {
+                    path.strip_prefix(link)
+                        .is_some_and(|rest| rest.starts_with('/'))
+                })
+            {
+                return Err(DiffError::UnsafePath {
+                    path: path.clone(),
+                    reason: "it would be written through a symbolic link the diff creates",
+                });
             }
         }
         Ok(())
@@ -234,7 +302,12 @@ pub fn check_path(path: &str) -> Result<(), DiffError> {
     Ok(())
 }
 
-fn rewrite_header_line(line: &[u8], old: Option<&str>, new: Option<&str>) -> Option<String> {
+fn rewrite_header_line(
+    line: &[u8],
+    old: Option<&str>,
+    new: Option<&str>,
+    quote: fn(&str) -> String,
+) -> Option<String> {
     let either = || new.or(old).unwrap_or_default();
     // git ends a `---`/`+++` name that holds a space with a tab, for the sake of `patch`.
     let side = |p: Option<&str>, prefix: &str| match p {
@@ -271,9 +344,20 @@ fn rewrite_header_line(line: &[u8], old: Option<&str>, new: Option<&str>) -> Opt
 
 /// Quotes a path the way git does when it holds `"`, `\`, control or non-ASCII bytes.
 pub fn quote(path: &str) -> String {
-    let needs = path
-        .bytes()
-        .any(|b| b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b));
+    quote_if(path, needs_quotes(path))
+}
+
+/// Quotes a path that holds a space too: libgit2 cuts an unquoted path at its first space.
+fn quote_spaced(path: &str) -> String {
+    quote_if(path, needs_quotes(path) || path.contains(' '))
+}
+
+fn needs_quotes(path: &str) -> bool {
+    path.bytes()
+        .any(|b| b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b))
+}
+
+fn quote_if(path: &str, needs: bool) -> String {
     if !needs {
         return path.to_owned();
     }
@@ -313,8 +397,9 @@ fn unquote(s: &[u8]) -> Option<(Vec<u8>, &[u8])> {
                     b'r' => b'\r',
                     b'"' | b'\\' => c,
                     b'0'..=b'3' => {
+                        // Three octal digits: `c` and the two after it.
                         let digits = s.get(i - 1..i + 2)?;
-                        i += 1;
+                        i += 2;
                         let mut v = 0u8;
                         for d in digits {
                             if !(b'0'..=b'7').contains(d) {

@@ -1,1 +1,13 @@
+//! pinstack's integration tests: one binary, one module per area, all over the real binary.
 
+mod harness;
+
+mod apply;
+mod bundle;
+mod check;
+mod cli;
+mod fetch;
+mod hostile;
+mod lock;
+mod pins;
+mod properties;

@@ -228,9 +228,10 @@ fn value_part<'a>(line: &'a str, key: &str) -> &'a str {
     rest.trim()
 }
 
+/// The comment that ends a line, with the spacing before it, as written.
 fn comment_part(line: &str) -> String {
     match line.find(" #") {
-        Some(p) => format!("  {}", line[p..].trim_start()),
+        Some(p) => line[line[..p].trim_end().len()..].to_owned(),
         None => String::new(),
     }
 }

@@ -101,8 +101,12 @@ struct RawPins {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRepo {
-    url: Spanned<String>,
-    commit: Spanned<String>,
+    // Optional here so that a missing one is reported at the repo's key, not wherever the
+    // YAML parser happened to be when the repo's mapping ended.
+    #[serde(default)]
+    url: Option<Spanned<String>>,
+    #[serde(default)]
+    commit: Option<Spanned<String>>,
     #[serde(default)]
     dir: Option<Spanned<String>>,
     #[serde(default)]
@@ -158,13 +162,23 @@ impl Pins {
                     format!("repo name {name:?} must match [a-z0-9._-]+"),
                 ));
             }
-            let url = r.url.value.trim().to_owned();
+            let required = |field: Option<&Spanned<String>>, what: &str| {
+                field.cloned().ok_or_else(|| {
+                    err(
+                        &key.referenced,
+                        format!("repo {name}: missing field `{what}` (it is required)"),
+                    )
+                })
+            };
+            let r_url = required(r.url.as_ref(), "url")?;
+            let r_commit = required(r.commit.as_ref(), "commit")?;
+            let url = r_url.value.trim().to_owned();
             if url.is_empty() {
-                return Err(err(&r.url.referenced, format!("repo {name}: url is empty")));
+                return Err(err(&r_url.referenced, format!("repo {name}: url is empty")));
             }
-            let commit = full_hex(&r.commit, 40).map_err(|m| {
+            let commit = full_hex(&r_commit, 40).map_err(|m| {
                 err(
-                    &r.commit.referenced,
+                    &r_commit.referenced,
                     format!("repo {name}: commit {m}; abbreviations are refused: write the full id (`git rev-parse <commit>`)"),
                 )
             })?;

@@ -86,6 +86,12 @@ pub fn save_and_reset(
     co.force().remove_untracked(true);
     r.reset(head.as_object(), ResetType::Hard, Some(&mut co))
         .map_err(local(name, "resetting the checkout"))?;
+    // libgit2's hard reset checks out with GIT_CHECKOUT_FORCE alone and so keeps untracked
+    // files; they are in the rescue bundle, so clean them now.
+    let mut clean = CheckoutBuilder::new();
+    clean.force().remove_untracked(true);
+    r.checkout_head(Some(&mut clean))
+        .map_err(local(name, "removing untracked files"))?;
     Ok(rescue)
 }
 

@@ -63,7 +63,7 @@ pub struct Failure {
 /// Applies a diff onto `base` in memory; returns the resulting tree id.
 pub fn apply_patch(repo: &Repository, base: &Tree<'_>, patch: &Patch) -> Result<Oid, Failure> {
     check_symlinks(base, patch)?;
-    let diff = Diff::from_buffer(patch.as_bytes()).map_err(|e| Failure {
+    let diff = Diff::from_buffer(&patch.for_libgit2()).map_err(|e| Failure {
         diagnosis: Diagnosis::Other,
         file: None,
         hunk: None,

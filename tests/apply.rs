@@ -1,0 +1,568 @@
+//! `pinstack apply`: for every kind of change, the checkout equals what `git apply` makes of the
+//! same diff; re-applying changes nothing; local changes are refused, or rescued with --force.
+
+use crate::harness::{ALLOW_FILE_PROTOCOL, Fixture, Pin, git, git_bytes, numbered, pipe, snapshot};
+
+#[test]
+fn binary_files_new_and_modified() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    let blob: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    up.write("assets/model.bin", &blob)
+        .write("README", "readme\n");
+    let base = up.commit("base");
+    let mut changed = blob.clone();
+    changed[100] = 0;
+    changed.extend_from_slice(&[0, 0, 1, 2, 3]);
+    up.write("assets/model.bin", &changed)
+        .write("assets/new.bin", [0u8, 255, 0, 128, 7, 7, 7]);
+    let tip = up.commit("binary");
+    let diff = up.diff(&base, &tip);
+    assert!(
+        String::from_utf8_lossy(&diff).contains("GIT binary patch"),
+        "the diff should carry binary patches"
+    );
+    let tree = fx.assert_apply_like_git(&up, &base, &[(&diff, None)]);
+    assert_eq!(tree, up.tree(&tip));
+}
+
+#[test]
+fn renames_with_and_without_changes() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("old/same.txt", numbered("same", 20))
+        .write("old/edited.txt", numbered("edit", 20))
+        .write("keep.txt", "keep\n");
+    let base = up.commit("base");
+    up.rename("old/same.txt", "new/same.txt")
+        .rename("old/edited.txt", "new/edited.txt")
+        .write(
+            "new/edited.txt",
+            numbered("edit", 20).replace("edit 7\n", "edit seven\n"),
+        );
+    let tip = up.commit("rename");
+    let diff = up.diff(&base, &tip);
+    let text = String::from_utf8_lossy(&diff);
+    assert!(text.contains("similarity index 100%"), "{text}");
+    assert!(text.contains("rename from old/edited.txt"), "{text}");
+    let tree = fx.assert_apply_like_git(&up, &base, &[(&diff, None)]);
+    assert_eq!(tree, up.tree(&tip));
+}
+
+#[test]
+fn mode_changes() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("bin/run.sh", "#!/bin/sh\necho run\n")
+        .write("bin/was-exec.sh", "#!/bin/sh\n")
+        .chmod("bin/was-exec.sh", 0o755)
+        .write("bin/both.sh", "#!/bin/sh\necho a\n");
+    let base = up.commit("base");
+    up.chmod("bin/run.sh", 0o755)
+        .chmod("bin/was-exec.sh", 0o644)
+        .write("bin/both.sh", "#!/bin/sh\necho b\n")
+        .chmod("bin/both.sh", 0o755);
+    let tip = up.commit("modes");
+    let diff = up.diff(&base, &tip);
+    let text = String::from_utf8_lossy(&diff);
+    assert!(text.contains("old mode 100644\nnew mode 100755"), "{text}");
+    let tree = fx.assert_apply_like_git(&up, &base, &[(&diff, None)]);
+    assert_eq!(tree, up.tree(&tip));
+    let mode = |p: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(fx.checkout("app").join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o111
+    };
+    assert_ne!(mode("bin/run.sh"), 0);
+    assert_eq!(mode("bin/was-exec.sh"), 0);
+}
+
+#[test]
+fn new_and_deleted_files() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("a.txt", "a\n")
+        .write("dir/deleted.txt", numbered("d", 5))
+        .write("dir/empty-later.txt", "x\n")
+        .write("dir/empty-deleted.txt", "");
+    let base = up.commit("base");
+    // Empty files added or deleted have no hunk at all: their sections end at `index`.
+    up.remove("dir/deleted.txt")
+        .remove("dir/empty-deleted.txt")
+        .write("dir/empty-later.txt", "")
+        .write("brand/new/file.txt", numbered("n", 3))
+        .write("brand/empty.txt", "")
+        .write("pkg/__init__.py", "")
+        .write("zz/__init__.py", "");
+    let tip = up.commit("add and delete");
+    let diff = up.diff(&base, &tip);
+    let tree = fx.assert_apply_like_git(&up, &base, &[(&diff, None)]);
+    assert_eq!(tree, up.tree(&tip));
+    assert!(!fx.checkout("app").join("dir/deleted.txt").exists());
+}
+
+#[test]
+fn missing_final_newline_in_every_direction() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("no-eol.txt", "one\ntwo")
+        .write("gains-eol.txt", "one\ntwo")
+        .write("loses-eol.txt", "one\ntwo\n");
+    let base = up.commit("base");
+    up.write("no-eol.txt", "one\nTWO")
+        .write("gains-eol.txt", "one\ntwo\n")
+        .write("loses-eol.txt", "one\ntwo")
+        .write("new-no-eol.txt", "fresh");
+    let tip = up.commit("eol");
+    let diff = up.diff(&base, &tip);
+    assert!(String::from_utf8_lossy(&diff).contains("\\ No newline at end of file"));
+    let tree = fx.assert_apply_like_git(&up, &base, &[(&diff, None)]);
+    assert_eq!(tree, up.tree(&tip));
+    assert_eq!(
+        std::fs::read(fx.checkout("app").join("loses-eol.txt")).unwrap(),
+        b"one\ntwo"
+    );
+}
+
+#[test]
+fn paths_with_special_characters() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    let names = [
+        "key=value.txt",
+        "a,b.txt",
+        "f(x).txt",
+        "arr[0].txt",
+        "with space/file name.txt",
+        "mix =,([ ]).txt",
+        "ünïcode/naïve café.py",
+        "quote\"d and back\\slash.txt",
+    ];
+    for n in names {
+        up.write(n, numbered(n, 6));
+    }
+    up.write("to be renamed.txt", numbered("r", 10))
+        .write("weights (v1).bin", [0u8, 1, 2, 3, 250, 0, 9])
+        .write("gone soon.txt", "");
+    let base = up.commit("base");
+    for n in names {
+        up.write(n, numbered(n, 6).replace(" 3\n", " three\n"));
+    }
+    up.rename("to be renamed.txt", "renamed (x=1, [y]).txt")
+        .write("new dir/new, file (1) [a]=b.txt", "new\n")
+        .write("weights (v1).bin", [0u8, 1, 2, 3, 251, 0, 9, 9])
+        .write("new dir/blob [1].bin", [0u8, 0, 7])
+        .write("new dir/empty file.py", "")
+        .remove("gone soon.txt");
+    let tip = up.commit("special");
+    let diff = up.diff(&base, &tip);
+    let tree = fx.assert_apply_like_git(&up, &base, &[(&diff, None)]);
+    assert_eq!(tree, up.tree(&tip));
+}
+
+#[test]
+fn base_dir_places_a_relative_diff() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("vllm/platforms/xpu.py", numbered("xpu", 30))
+        .write("vllm/platforms/cuda.py", numbered("cuda", 5))
+        .write("xpu.py", "a decoy at the root\n");
+    let base = up.commit("base");
+    up.write(
+        "vllm/platforms/xpu.py",
+        numbered("xpu", 30).replace("xpu 12\n", "xpu twelve\n"),
+    )
+    .rename("vllm/platforms/cuda.py", "vllm/platforms/cuda_old.py")
+    .write("vllm/platforms/b70.py", "arc = 'B70'\n");
+    let tip = up.commit("xpu");
+    let diff = up.diff_relative("vllm/platforms", &base, &tip);
+    let text = String::from_utf8_lossy(&diff);
+    assert!(
+        text.contains("a/xpu.py") && !text.contains("vllm/"),
+        "{text}"
+    );
+    let tree = fx.assert_apply_like_git(&up, &base, &[(&diff, Some("vllm/platforms"))]);
+    assert_eq!(tree, up.tree(&tip));
+    // The decoy at the root is untouched.
+    assert_eq!(
+        std::fs::read(fx.checkout("app").join("xpu.py")).unwrap(),
+        b"a decoy at the root\n"
+    );
+}
+
+#[test]
+fn base_dir_with_spaces_and_special_characters() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    let dir = "third party/pkg (v2)=x";
+    up.write(&format!("{dir}/mod one.py"), numbered("m", 8))
+        .write(&format!("{dir}/data [1].bin"), [0u8, 1, 2])
+        .write(&format!("{dir}/old name.py"), numbered("o", 8));
+    let base = up.commit("base");
+    up.write(
+        &format!("{dir}/mod one.py"),
+        numbered("m", 8).replace("m 5\n", "m five\n"),
+    )
+    .write(&format!("{dir}/data [1].bin"), [3u8, 0, 1, 2])
+    .rename(&format!("{dir}/old name.py"), &format!("{dir}/new name.py"))
+    .write(&format!("{dir}/empty new.py"), "");
+    let tip = up.commit("tip");
+    let diff = up.diff_relative(dir, &base, &tip);
+    let tree = fx.assert_apply_like_git(&up, &base, &[(&diff, Some(dir))]);
+    assert_eq!(tree, up.tree(&tip));
+}
+
+#[test]
+fn several_bundles_apply_in_order() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("f.txt", numbered("f", 10));
+    let base = up.commit("base");
+    up.write(
+        "f.txt",
+        numbered("f", 10).replace("f 5\n", "f 5\nadded by one\n"),
+    )
+    .write("one.txt", "one\n");
+    let one = up.commit("one");
+    // The second bundle changes what the first one added.
+    up.write(
+        "f.txt",
+        numbered("f", 10).replace("f 5\n", "f 5\nadded by one, edited by two\n"),
+    )
+    .rename("one.txt", "two.txt");
+    let two = up.commit("two");
+    let d1 = up.diff(&base, &one);
+    let d2 = up.diff(&one, &two);
+    let tree = fx.assert_apply_like_git(&up, &base, &[(&d1, None), (&d2, None)]);
+    assert_eq!(tree, up.tree(&two));
+
+    // In the other order the second bundle cannot apply, and nothing is written.
+    let fx = Fixture::new();
+    let up2 = fx.upstream("app");
+    up2.write("f.txt", numbered("f", 10));
+    let base2 = up2.commit("base");
+    assert_eq!(base2, base, "same content, same time: same commit");
+    let b1 = fx.bundle("one", &d1);
+    let b2 = fx.bundle("two", &d2);
+    fx.pins(&[Pin::new("app", &up2, &base2)
+        .patch(b2.entry())
+        .patch(b1.entry())]);
+    let err = fx.stderr(&["apply"], 1);
+    assert!(err.contains("two.patch.gz.b64"), "{err}");
+    assert_eq!(fx.worktree_tree(&fx.checkout("app")), up2.tree(&base2));
+}
+
+#[test]
+fn bundle_read_from_another_pinned_repo() {
+    let fx = Fixture::new();
+    let app = fx.upstream("app");
+    app.write("engine.py", numbered("engine", 12));
+    let base = app.commit("base");
+    app.write(
+        "engine.py",
+        numbered("engine", 12).replace("engine 4\n", "engine 4 on xpu\n"),
+    );
+    let tip = app.commit("fix");
+    let diff = app.diff(&base, &tip);
+
+    // The lab repository keeps the promoted bundle; pins.yaml names it as lab:PATH.
+    let b = fx.bundle("promoted", &diff);
+    let lab = fx.upstream("lab");
+    lab.write("bundles/promoted.patch.gz.b64", fx.read(&b.path))
+        .write("README", "the lab\n");
+    let lab_commit = lab.commit("promote");
+    // A later lab commit with another bundle under the same name must not be read.
+    lab.write("bundles/promoted.patch.gz.b64", "garbage\n");
+    lab.commit("later");
+    std::fs::remove_dir_all(fx.path("patches")).unwrap();
+
+    fx.pins(&[
+        Pin::new("app", &app, &base)
+            .patch(b.entry().in_repo("lab", "bundles/promoted.patch.gz.b64")),
+        Pin::new("lab", &lab, &lab_commit),
+    ]);
+    let want = fx.oracle_tree(&app, &base, &[(&diff, None)]);
+    fx.pinstack().args(["apply", "app"]).assert().code(0);
+    assert_eq!(fx.worktree_tree(&fx.checkout("app")), want);
+    let check = fx.json(&["check"], 0);
+    assert_eq!(check["repos"][0]["tree"], want.as_str(), "{check:#}");
+    assert_eq!(
+        check["repos"][0]["bundles"][0]["bundle"],
+        "lab:bundles/promoted.patch.gz.b64"
+    );
+}
+
+#[test]
+fn submodules_are_checked_out_and_the_bundle_applies() {
+    let fx = Fixture::new();
+    let lib = fx.upstream("onednn");
+    lib.write("include/dnnl.h", "#define DNNL 1\n");
+    lib.commit("lib");
+    let app = fx.upstream("kernels");
+    app.write("setup.py", numbered("setup", 8));
+    git(
+        &app.path,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            &lib.url(),
+            "third_party/onednn",
+        ],
+    );
+    let base = app.commit("with submodule");
+    app.write(
+        "setup.py",
+        numbered("setup", 8).replace("setup 2\n", "setup 2 xpu\n"),
+    );
+    let tip = app.commit("fix");
+    let diff = app.diff(&base, &tip);
+    let b = fx.bundle("kernels", &diff);
+    fx.pins(&[Pin::new("kernels", &app, &base)
+        .submodules()
+        .patch(b.entry())]);
+    let want = fx.oracle_tree(&app, &base, &[(&diff, None)]);
+    fx.pinstack()
+        .args(["apply"])
+        .envs(ALLOW_FILE_PROTOCOL.iter().copied())
+        .assert()
+        .code(0);
+    let checkout = fx.checkout("kernels");
+    assert_eq!(
+        std::fs::read(checkout.join("third_party/onednn/include/dnnl.h")).unwrap(),
+        b"#define DNNL 1\n"
+    );
+    let status = git_bytes(&checkout, &["submodule", "status"]);
+    assert!(
+        status.starts_with(b" "),
+        "submodule not at its commit: {}",
+        String::from_utf8_lossy(&status)
+    );
+    assert_eq!(fx.worktree_tree(&checkout), want);
+    // Again: already applied, submodule already current.
+    let again = fx.json(&["apply"], 0);
+    assert_eq!(again["repos"][0]["outcome"], "already_applied");
+}
+
+#[test]
+fn reapplying_is_a_no_op() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("a.txt", numbered("a", 10))
+        .write("b.bin", [0u8, 1, 2]);
+    let base = up.commit("base");
+    up.write("a.txt", numbered("a", 10).replace("a 1\n", "A 1\n"))
+        .write("b.bin", [3u8, 0, 4])
+        .write("c.txt", "c\n");
+    let tip = up.commit("tip");
+    let tree = fx.assert_apply_like_git(&up, &base, &[(&up.diff(&base, &tip), None)]);
+    let checkout = fx.checkout("app");
+    fx.sh(&format!(
+        "find '{}' -path '*/.git' -prune -o -type f -exec touch -d '2001-02-03 04:05:06' {{}} +",
+        checkout.display()
+    ));
+    let before = snapshot(&checkout);
+    let out = fx.stdout(&["apply"], 0);
+    assert!(out.contains("already applied"), "{out}");
+    let v = fx.json(&["apply"], 0);
+    assert_eq!(v["repos"][0]["outcome"], "already_applied");
+    assert_eq!(v["repos"][0]["tree"], tree.as_str());
+    assert_eq!(snapshot(&checkout), before, "re-applying rewrote files");
+}
+
+#[test]
+fn a_repo_without_bundles_is_left_at_its_pin() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("a.txt", "a\n");
+    let base = up.commit("base");
+    fx.pins(&[Pin::new("app", &up, &base)]);
+    let v = fx.json(&["apply"], 0);
+    assert_eq!(v["repos"][0]["outcome"], "no_bundles");
+    assert_eq!(fx.worktree_tree(&fx.checkout("app")), up.tree(&base));
+}
+
+/// An applied checkout of one bundle, ready to be made dirty.
+fn applied() -> (Fixture, crate::harness::Upstream, String, Vec<u8>, String) {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("patched.txt", numbered("p", 10))
+        .write("other.txt", numbered("o", 10))
+        .write("data.bin", [1u8, 2, 3, 0, 4]);
+    let base = up.commit("base");
+    up.write("patched.txt", numbered("p", 10).replace("p 2\n", "p two\n"));
+    let tip = up.commit("tip");
+    let diff = up.diff(&base, &tip);
+    let tree = fx.assert_apply_like_git(&up, &base, &[(&diff, None)]);
+    (fx, up, base, diff, tree)
+}
+
+#[test]
+fn a_dirty_tree_is_refused_and_left_alone() {
+    let (fx, _up, _base, _diff, tree) = applied();
+    let checkout = fx.checkout("app");
+    std::fs::write(checkout.join("other.txt"), "my own edit\n").unwrap();
+    std::fs::write(checkout.join("mine.txt"), "untracked\n").unwrap();
+    let dirty = fx.worktree_tree(&checkout);
+    let before = snapshot(&checkout);
+    let err = fx.stderr(&["apply"], 1);
+    assert!(err.contains("other.txt"), "{err}");
+    assert!(err.contains("mine.txt"), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(snapshot(&checkout), before);
+    assert_eq!(fx.worktree_tree(&checkout), dirty);
+    assert_ne!(dirty, tree);
+}
+
+#[test]
+fn a_drifted_bundle_file_is_refused() {
+    let (fx, ..) = applied();
+    let checkout = fx.checkout("app");
+    std::fs::write(checkout.join("patched.txt"), "neither pin nor bundle\n").unwrap();
+    let err = fx.stderr(&["apply"], 1);
+    assert!(err.contains("patched.txt"), "{err}");
+    assert_eq!(
+        std::fs::read(checkout.join("patched.txt")).unwrap(),
+        b"neither pin nor bundle\n"
+    );
+}
+
+#[test]
+fn force_rescues_local_changes_then_applies() {
+    let (fx, up, base, _diff, tree) = applied();
+    let checkout = fx.checkout("app");
+    std::fs::write(checkout.join("other.txt"), "my own edit\n").unwrap();
+    std::fs::write(
+        checkout.join("patched.txt"),
+        numbered("p", 10)
+            .replace("p 2\n", "p two\n")
+            .replace("p 9\n", "p nine (mine)\n"),
+    )
+    .unwrap();
+    std::fs::remove_file(checkout.join("data.bin")).unwrap();
+    std::fs::create_dir_all(checkout.join("notes")).unwrap();
+    std::fs::write(checkout.join("notes/todo.txt"), "untracked work\n").unwrap();
+    std::fs::write(checkout.join("notes/blob.bin"), [0u8, 159, 0, 1]).unwrap();
+    std::fs::write(checkout.join("notes/empty.txt"), "").unwrap();
+    std::fs::write(checkout.join("notes/with space.txt"), "spaced\n").unwrap();
+    let dirty = fx.worktree_tree(&checkout);
+
+    let v = fx.json(&["apply", "--force"], 0);
+    assert_eq!(v["repos"][0]["outcome"], "applied", "{v:#}");
+    assert_eq!(fx.worktree_tree(&checkout), tree);
+    assert!(
+        !checkout.join("notes").exists(),
+        "untracked files stay after a reset"
+    );
+
+    let rescue = v["repos"][0]["rescue"].as_str().expect("a rescue bundle");
+    let rescue = std::path::Path::new(rescue);
+    let rescue = if rescue.is_absolute() {
+        rescue.to_path_buf()
+    } else {
+        fx.root().join(rescue)
+    };
+    assert_eq!(rescue.parent().unwrap(), fx.path("workspace/rescue"));
+    assert!(rescue.to_string_lossy().ends_with(".patch.gz.b64"));
+    // Unpacked with coreutils and applied with git onto HEAD, it gives back the user's tree.
+    let diff = pipe(
+        "sh",
+        &["-c", "base64 -d | gzip -dc"],
+        &std::fs::read(&rescue).unwrap(),
+    );
+    let head = git(&checkout, &["rev-parse", "HEAD"]);
+    assert_eq!(head, base);
+    assert_eq!(fx.oracle_tree(&up, &head, &[(&diff, None)]), dirty);
+    // pinstack's own unpack agrees.
+    let unpacked = fx
+        .pinstack()
+        .args(["bundle", "unpack"])
+        .arg(&rescue)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(unpacked, diff);
+}
+
+#[test]
+fn force_on_a_clean_tree_saves_nothing() {
+    let (fx, _up, _base, _diff, tree) = applied();
+    let v = fx.json(&["apply", "--force"], 0);
+    assert_eq!(v["repos"][0]["outcome"], "already_applied");
+    assert!(v["repos"][0]["rescue"].is_null());
+    assert!(!fx.path("workspace/rescue").exists());
+    assert_eq!(fx.worktree_tree(&fx.checkout("app")), tree);
+}
+
+#[test]
+fn apply_then_git_status_names_exactly_the_bundle_paths() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("a.txt", "a\n")
+        .write("b.txt", "b\n")
+        .write("c.txt", "c\n");
+    let base = up.commit("base");
+    up.write("a.txt", "A\n")
+        .remove("b.txt")
+        .write("d.txt", "d\n");
+    let tip = up.commit("tip");
+    fx.assert_apply_like_git(&up, &base, &[(&up.diff(&base, &tip), None)]);
+    let status = git_bytes(
+        &fx.checkout("app"),
+        &["status", "--porcelain", "--untracked-files=all"],
+    );
+    let mut paths: Vec<String> = String::from_utf8(status)
+        .unwrap()
+        .lines()
+        .map(|l| l[3..].to_owned())
+        .collect();
+    paths.sort();
+    assert_eq!(paths, ["a.txt", "b.txt", "d.txt"]);
+}
+
+#[test]
+fn a_pin_bump_over_an_applied_checkout() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("f.txt", numbered("f", 10));
+    let old = up.commit("old pin");
+    up.write("f.txt", numbered("f", 10).replace("f 2\n", "f 2 patched\n"));
+    let old_fix = up.commit("old fix");
+    let old_bundle = fx.bundle("old", &up.diff(&old, &old_fix));
+    fx.pins(&[Pin::new("app", &up, &old).patch(old_bundle.entry())]);
+    fx.pinstack().arg("apply").assert().code(0);
+
+    up.restore(&old);
+    up.write("f.txt", numbered("f", 12));
+    let new = up.commit("new pin");
+    up.write(
+        "f.txt",
+        numbered("f", 12).replace("f 11\n", "f 11 patched\n"),
+    );
+    let new_fix = up.commit("new fix");
+    let diff = up.diff(&new, &new_fix);
+    let new_bundle = fx.bundle("new", &diff);
+    fx.pins(&[Pin::new("app", &up, &new).patch(new_bundle.entry())]);
+    let checkout = fx.checkout("app");
+    let files = fx.worktree_tree(&checkout);
+    // The old bundle's change is not pin + bundles any more: refused without --force. (The new
+    // pin's objects may be fetched first; the files and HEAD stay as they were.)
+    let err = fx.stderr(&["apply"], 1);
+    assert!(err.contains("f.txt") && err.contains("--force"), "{err}");
+    assert_eq!(git(&checkout, &["rev-parse", "HEAD"]), old);
+    assert_eq!(fx.worktree_tree(&checkout), files);
+    let v = fx.json(&["apply", "--force"], 0);
+    assert!(v["repos"][0]["rescue"].is_string(), "{v:#}");
+    assert_eq!(git(&checkout, &["rev-parse", "HEAD"]), new);
+    assert_eq!(
+        fx.worktree_tree(&checkout),
+        fx.oracle_tree(&up, &new, &[(&diff, None)])
+    );
+}

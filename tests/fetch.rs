@@ -1,0 +1,250 @@
+//! `pinstack fetch`: each repo at its commit, detached; no network when already there; never a
+//! silent reuse of a checkout of something else.
+
+use crate::harness::{ALLOW_FILE_PROTOCOL, Fixture, Pin, Upstream, git, git_ok, numbered};
+
+fn two_commits(fx: &Fixture, name: &str) -> (Upstream, String, String) {
+    let up = fx.upstream(name);
+    up.write("a.txt", numbered("a", 5))
+        .write("bin/tool", "#!/bin/sh\n");
+    up.chmod("bin/tool", 0o755);
+    let first = up.commit("first");
+    up.write("a.txt", numbered("a", 6));
+    let second = up.commit("second");
+    (up, first, second)
+}
+
+#[test]
+fn fetch_checks_out_the_pin_detached() {
+    let fx = Fixture::new();
+    let (up, first, _) = two_commits(&fx, "app");
+    fx.pins(&[Pin::new("app", &up, &first)]);
+    let v = fx.json(&["fetch"], 0);
+    let checkout = fx.checkout("app");
+    assert_eq!(v["repos"][0]["name"], "app");
+    assert_eq!(v["repos"][0]["commit"], first.as_str());
+    assert_eq!(git(&checkout, &["rev-parse", "HEAD"]), first);
+    assert!(
+        !git_ok(&checkout, &["symbolic-ref", "-q", "HEAD"]),
+        "HEAD must be detached"
+    );
+    assert_eq!(fx.worktree_tree(&checkout), up.tree(&first));
+    assert_eq!(
+        git(
+            &checkout,
+            &["status", "--porcelain", "--untracked-files=all"]
+        ),
+        ""
+    );
+    // The origin is the pinned URL.
+    assert_eq!(git(&checkout, &["remote", "get-url", "origin"]), up.url());
+}
+
+#[test]
+fn fetch_moves_a_checkout_to_a_new_pin() {
+    let fx = Fixture::new();
+    let (up, first, second) = two_commits(&fx, "app");
+    fx.pins(&[Pin::new("app", &up, &first)]);
+    fx.pinstack().arg("fetch").assert().code(0);
+    fx.pins(&[Pin::new("app", &up, &second)]);
+    fx.pinstack().arg("fetch").assert().code(0);
+    let checkout = fx.checkout("app");
+    assert_eq!(git(&checkout, &["rev-parse", "HEAD"]), second);
+    assert_eq!(fx.worktree_tree(&checkout), up.tree(&second));
+}
+
+#[test]
+fn a_repo_at_its_pin_needs_no_network() {
+    let fx = Fixture::new();
+    let (up, first, _) = two_commits(&fx, "app");
+    fx.pins(&[Pin::new("app", &up, &first)]);
+    let v = fx.json(&["fetch"], 0);
+    assert!(!v["repos"][0]["fetched"].is_null());
+    // The upstream is gone: any network use would fail.
+    std::fs::rename(&up.path, fx.path("upstream/gone")).unwrap();
+    let v = fx.json(&["fetch"], 0);
+    assert!(v["repos"][0]["fetched"].is_null(), "{v:#}");
+    let out = fx.stdout(&["fetch"], 0);
+    assert!(out.contains("no network"), "{out}");
+    // apply of a repo without bundles needs none either.
+    fx.pinstack().arg("apply").assert().code(0);
+}
+
+#[test]
+fn a_checkout_of_another_url_is_an_error() {
+    let fx = Fixture::new();
+    let (up, first, _) = two_commits(&fx, "app");
+    fx.pins(&[Pin::new("app", &up, &first)]);
+    fx.pinstack().arg("fetch").assert().code(0);
+    let (other, other_first, _) = two_commits(&fx, "fork");
+    fx.pins(&[Pin::new("app", &other, &other_first)]);
+    let err = fx.stderr(&["fetch"], 2);
+    assert!(err.contains("app"), "{err}");
+    assert!(err.contains(&other.url()), "{err}");
+    assert!(err.contains(&up.url()), "{err}");
+    // The checkout is untouched.
+    assert_eq!(git(&fx.checkout("app"), &["rev-parse", "HEAD"]), first);
+}
+
+#[test]
+fn a_folder_that_is_not_a_checkout_is_an_error() {
+    let fx = Fixture::new();
+    let (up, first, _) = two_commits(&fx, "app");
+    fx.write("workspace/src/app/notes.txt", "mine\n");
+    fx.pins(&[Pin::new("app", &up, &first)]);
+    let err = fx.stderr(&["fetch"], 2);
+    assert!(
+        err.contains("app") && err.contains("not a git checkout"),
+        "{err}"
+    );
+    assert_eq!(fx.read("workspace/src/app/notes.txt"), b"mine\n");
+}
+
+#[test]
+fn a_commit_missing_upstream_is_named() {
+    let fx = Fixture::new();
+    let (up, _, _) = two_commits(&fx, "app");
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    fx.pins(&[Pin::new("app", &up, missing)]);
+    let out = fx
+        .pinstack()
+        .arg("fetch")
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(missing), "{err}");
+    assert!(err.contains("app"), "{err}");
+}
+
+#[test]
+fn an_unreachable_upstream_is_a_failed_step() {
+    let fx = Fixture::new();
+    let (up, first, _) = two_commits(&fx, "app");
+    fx.pins(&[Pin::new("app", &up, &first).url(&fx.path("nowhere").display().to_string())]);
+    let err = fx.stderr(&["fetch"], 3);
+    assert!(err.contains("app"), "{err}");
+}
+
+#[test]
+fn fetch_only_the_named_repos() {
+    let fx = Fixture::new();
+    let (a, a1, _) = two_commits(&fx, "a");
+    let (b, b1, _) = two_commits(&fx, "b");
+    fx.pins(&[Pin::new("a", &a, &a1), Pin::new("b", &b, &b1)]);
+    fx.pinstack().args(["fetch", "b"]).assert().code(0);
+    assert!(!fx.checkout("a").exists());
+    assert_eq!(git(&fx.checkout("b"), &["rev-parse", "HEAD"]), b1);
+    let err = fx.stderr(&["fetch", "c"], 2);
+    assert!(err.contains("\"c\"") && err.contains("a, b"), "{err}");
+}
+
+#[test]
+fn moving_a_dirty_checkout_is_refused() {
+    let fx = Fixture::new();
+    let (up, first, second) = two_commits(&fx, "app");
+    fx.pins(&[Pin::new("app", &up, &first)]);
+    fx.pinstack().arg("fetch").assert().code(0);
+    let checkout = fx.checkout("app");
+    std::fs::write(checkout.join("a.txt"), "my edit\n").unwrap();
+    fx.pins(&[Pin::new("app", &up, &second)]);
+    let err = fx.stderr(&["fetch"], 1);
+    assert!(err.contains("a.txt"), "{err}");
+    assert_eq!(std::fs::read(checkout.join("a.txt")).unwrap(), b"my edit\n");
+    assert_eq!(git(&checkout, &["rev-parse", "HEAD"]), first);
+}
+
+#[test]
+fn submodules_are_fetched_when_asked() {
+    let fx = Fixture::new();
+    let lib = fx.upstream("lib");
+    lib.write("lib.h", "int lib;\n");
+    let lib_commit = lib.commit("lib");
+    let app = fx.upstream("app");
+    app.write("main.c", "int main;\n");
+    git(
+        &app.path,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            &lib.url(),
+            "deps/lib",
+        ],
+    );
+    let base = app.commit("with submodule");
+    // A later lib commit is not what the pin records.
+    lib.write("lib.h", "int lib2;\n");
+    lib.commit("lib2");
+
+    fx.pins(&[Pin::new("app", &app, &base)]);
+    fx.pinstack().arg("fetch").assert().code(0);
+    let checkout = fx.checkout("app");
+    assert!(
+        !checkout.join("deps/lib/lib.h").exists(),
+        "submodules: false"
+    );
+
+    let fx = Fixture::new();
+    fx.pins(&[Pin::new("app", &app, &base).submodules()]);
+    let v = fx
+        .pinstack()
+        .args(["fetch", "--json"])
+        .envs(ALLOW_FILE_PROTOCOL.iter().copied())
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&v).unwrap();
+    assert_eq!(v["repos"][0]["submodules_updated"], true);
+    let checkout = fx.checkout("app");
+    assert_eq!(
+        std::fs::read(checkout.join("deps/lib/lib.h")).unwrap(),
+        b"int lib;\n"
+    );
+    assert_eq!(
+        git(&checkout.join("deps/lib"), &["rev-parse", "HEAD"]),
+        lib_commit
+    );
+    // Current submodules need no second update.
+    let v = fx.json(&["fetch"], 0);
+    assert_eq!(v["repos"][0]["submodules_updated"], false);
+}
+
+#[test]
+fn dir_chooses_the_checkout_folder() {
+    let fx = Fixture::new();
+    let (up, first, _) = two_commits(&fx, "app");
+    fx.pins(&[Pin::new("app", &up, &first).dir("engines/app-main")]);
+    fx.pinstack().arg("fetch").assert().code(0);
+    assert!(!fx.checkout("app").exists());
+    let checkout = fx.checkout("engines/app-main");
+    assert_eq!(git(&checkout, &["rev-parse", "HEAD"]), first);
+    let v = fx.json(&["fetch"], 0);
+    assert!(
+        v["repos"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("src/engines/app-main")
+    );
+}
+
+#[test]
+fn workspace_option_moves_the_checkouts() {
+    let fx = Fixture::new();
+    let (up, first, _) = two_commits(&fx, "app");
+    fx.pins(&[Pin::new("app", &up, &first)]);
+    fx.pinstack()
+        .args(["fetch", "--workspace", "elsewhere"])
+        .assert()
+        .code(0);
+    assert!(!fx.path("workspace").exists());
+    assert_eq!(
+        git(&fx.path("elsewhere/src/app"), &["rev-parse", "HEAD"]),
+        first
+    );
+}

@@ -1,0 +1,174 @@
+//! Property tests of the library: the bundle codec, path placement under a base_dir, and the
+//! refusal of hostile paths.
+
+use pinstack::bundle::{WRAP_COLUMN, decode, encode};
+use pinstack::diff::{Patch, check_path};
+use proptest::prelude::*;
+
+/// A path component git writes unquoted and pinstack accepts: no `/`, not `.` or `..`, not
+/// `.git`, no leading or trailing space.
+fn component() -> impl Strategy<Value = String> {
+    "[a-zA-Z0-9_=,()\\[\\]+@.-]([a-zA-Z0-9_=,()\\[\\] +@.-]{0,10}[a-zA-Z0-9_=,()\\[\\]+@.-])?"
+        .prop_filter("not . or .. or .git", |c| {
+            c != "." && c != ".." && !c.eq_ignore_ascii_case(".git")
+        })
+}
+
+fn safe_path(max: usize) -> impl Strategy<Value = String> {
+    prop::collection::vec(component(), 1..=max).prop_map(|c| c.join("/"))
+}
+
+/// What git prints after `--- `/`+++ `: a name holding a space ends with a tab.
+fn side(prefix: &str, path: &str) -> String {
+    if path.contains(' ') {
+        format!("{prefix}{path}\t")
+    } else {
+        format!("{prefix}{path}")
+    }
+}
+
+/// A `git diff` section of each kind for these paths.
+fn sections(p: &str, q: &str) -> String {
+    format!(
+        "diff --git a/{p} b/{p}\nindex 1234567..89abcde 100644\n--- {}\n+++ {}\n@@ -1,2 +1,2 @@\n keep\n-old\n+new\n\
+         diff --git a/{q} b/{q}\nnew file mode 100755\nindex 0000000..e69de29\n\
+         diff --git a/{p}.orig b/{q}.moved\nsimilarity index 90%\nrename from {p}.orig\nrename to {q}.moved\nindex 1234567..89abcde 100644\n--- {}\n+++ {}\n@@ -1 +1 @@\n-a\n+b\n",
+        side("a/", p),
+        side("b/", p),
+        side("a/", &format!("{p}.orig")),
+        side("b/", &format!("{q}.moved")),
+    )
+}
+
+fn ascii_whitespace() -> impl Strategy<Value = u8> {
+    prop::sample::select(vec![b' ', b'\t', b'\n', b'\r', 0x0c])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn codec_round_trips(bytes in prop::collection::vec(any::<u8>(), 1..4096)) {
+        let encoded = encode(&bytes);
+        prop_assert_eq!(decode(&encoded).unwrap(), bytes);
+    }
+
+    #[test]
+    fn encoding_is_wrapped_at_76_columns(bytes in prop::collection::vec(any::<u8>(), 1..2048)) {
+        let encoded = encode(&bytes);
+        prop_assert!(encoded.ends_with(b"\n"));
+        let lines: Vec<&[u8]> = encoded[..encoded.len() - 1].split(|&b| b == b'\n').collect();
+        let (last, full) = lines.split_last().unwrap();
+        prop_assert!(full.iter().all(|l| l.len() == WRAP_COLUMN));
+        prop_assert!(!last.is_empty() && last.len() <= WRAP_COLUMN);
+        prop_assert_eq!(encode(&bytes), encoded, "encoding is deterministic");
+    }
+
+    #[test]
+    fn whitespace_anywhere_is_ignored(
+        bytes in prop::collection::vec(any::<u8>(), 1..1024),
+        inserts in prop::collection::vec((any::<prop::sample::Index>(), ascii_whitespace()), 0..40),
+    ) {
+        let mut encoded = encode(&bytes);
+        for (at, ws) in inserts {
+            let at = at.index(encoded.len() + 1);
+            encoded.insert(at, ws);
+        }
+        prop_assert_eq!(decode(&encoded).unwrap(), bytes);
+    }
+
+    #[test]
+    fn placing_under_a_base_dir_prefixes_every_path(
+        p in safe_path(4),
+        q in safe_path(3),
+        base in safe_path(3),
+    ) {
+        let text = sections(&p, &q);
+        let patch = Patch::parse(text.clone().into_bytes()).unwrap();
+        prop_assert_eq!(patch.files[0].new_path.as_deref(), Some(p.as_str()));
+        prop_assert_eq!(patch.files[2].old_path.clone(), Some(format!("{p}.orig")));
+        let placed = patch.place_under(&base).unwrap();
+        let check = |placed: &Patch| -> Result<(), TestCaseError> {
+            let f = &placed.files;
+            prop_assert_eq!(f.len(), 3);
+            prop_assert_eq!(f[0].old_path.clone(), Some(format!("{base}/{p}")));
+            prop_assert_eq!(f[0].new_path.clone(), Some(format!("{base}/{p}")));
+            prop_assert_eq!(f[1].old_path.clone(), None);
+            prop_assert_eq!(f[1].new_path.clone(), Some(format!("{base}/{q}")));
+            prop_assert_eq!(f[1].new_mode, Some(0o100755));
+            prop_assert_eq!(f[2].old_path.clone(), Some(format!("{base}/{p}.orig")));
+            prop_assert_eq!(f[2].new_path.clone(), Some(format!("{base}/{q}.moved")));
+            prop_assert_eq!(f[0].hunks.len(), 1);
+            prop_assert_eq!(f[2].hunks.len(), 1);
+            Ok(())
+        };
+        check(&placed)?;
+        // The placed text reads back to the same paths: the header lines were rewritten too.
+        let reread = Patch::parse(placed.as_bytes().to_vec()).unwrap();
+        check(&reread)?;
+        // A base_dir written with slashes around it means the same folder.
+        let slashed = Patch::parse(text.into_bytes()).unwrap().place_under(&format!("/{base}/")).unwrap();
+        prop_assert_eq!(slashed.as_bytes(), placed.as_bytes());
+    }
+
+    #[test]
+    fn libgit2_reads_the_paths_pinstack_reads(
+        p in safe_path(4),
+        q in safe_path(3),
+        base in prop::option::of(safe_path(2)),
+    ) {
+        let mut patch = Patch::parse(sections(&p, &q).into_bytes()).unwrap();
+        if let Some(base) = &base {
+            patch = patch.place_under(base).unwrap();
+        }
+        let diff = git2::Diff::from_buffer(&patch.for_libgit2())
+            .map_err(|e| TestCaseError::fail(format!("libgit2: {e}")))?;
+        let path = |f: git2::DiffFile<'_>| f.path().map(|p| p.to_str().unwrap().to_owned());
+        let deltas: Vec<_> = diff
+            .deltas()
+            .map(|d| (path(d.old_file()), path(d.new_file())))
+            .collect();
+        prop_assert_eq!(deltas.len(), patch.files.len());
+        for (file, (old, new)) in patch.files.iter().zip(&deltas) {
+            prop_assert_eq!(new, &file.new_path);
+            if file.old_path.is_some() {
+                prop_assert_eq!(old, &file.old_path);
+            }
+        }
+    }
+
+    #[test]
+    fn safe_paths_are_accepted(p in safe_path(5)) {
+        prop_assert!(check_path(&p).is_ok(), "{p:?} refused");
+    }
+
+    #[test]
+    fn hostile_paths_are_refused(
+        before in prop::collection::vec(component(), 0..3),
+        after in prop::collection::vec(component(), 0..3),
+        evil in prop_oneof![
+            Just("..".to_owned()),
+            "\\.[gG][iI][tT]",
+        ],
+        absolute in any::<bool>(),
+    ) {
+        let mut parts = before.clone();
+        parts.push(evil);
+        parts.extend(after);
+        let path = parts.join("/");
+        prop_assert!(check_path(&path).is_err(), "{path:?} accepted");
+        let rooted = format!("/{}", before.join("/"));
+        if absolute {
+            prop_assert!(check_path(&rooted).is_err(), "{rooted:?} accepted");
+        }
+        // The same path in a diff, or as a base_dir, is refused as well.
+        let diff = format!(
+            "diff --git a/{path} b/{path}\nnew file mode 100644\n--- /dev/null\n+++ {}\n@@ -0,0 +1 @@\n+x\n",
+            side("b/", &path)
+        );
+        let patch = Patch::parse(diff.into_bytes()).unwrap();
+        prop_assert!(patch.check_paths().is_err());
+        let fine = Patch::parse(b"diff --git a/x b/x\nnew file mode 100644\n--- /dev/null\n+++ b/x\n@@ -0,0 +1 @@\n+x\n".to_vec()).unwrap();
+        prop_assert!(fine.place_under(&path).is_err(), "base_dir {path:?} accepted");
+    }
+}
