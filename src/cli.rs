@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::engine::UpOptions;
 use crate::exit::EXIT_CODES;
 use crate::run::{AuditTarget, Command, Globals};
 
@@ -25,6 +26,15 @@ struct GlobalArgs {
     /// The workspace root: checkouts go to <DIR>/src, rescue bundles to <DIR>/rescue.
     #[arg(long, global = true, value_name = "DIR", env = "PINSTACK_WORKSPACE")]
     workspace: Option<PathBuf>,
+    /// The recipe of plan, up, why, logs and reset.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "PINSTACK_RECIPE",
+        default_value = "recipes/minimax-m27-b70.yaml"
+    )]
+    recipe: PathBuf,
     /// The object cache of `check` and `lock` [default: $XDG_CACHE_HOME/pinstack].
     #[arg(long, global = true, value_name = "DIR", env = "PINSTACK_CACHE")]
     cache: Option<PathBuf>,
@@ -91,6 +101,47 @@ enum CliCommand {
         #[arg(long, value_name = "FILE")]
         export_residual: Option<PathBuf>,
     },
+    /// Every step of the recipe with its status (done, pending, stale, failed) and the reason.
+    #[command(after_help = EXIT_CODES)]
+    Plan {
+        /// The recipe [default: --recipe].
+        recipe: Option<PathBuf>,
+    },
+    /// Run every step that is not done, in order; a rerun does only what changed.
+    #[command(after_help = EXIT_CODES)]
+    Up {
+        /// The recipe [default: --recipe].
+        recipe: Option<PathBuf>,
+        /// Run this step and every step after it, done or not.
+        #[arg(long, value_name = "ID", conflicts_with = "only")]
+        from: Option<String>,
+        /// Run only this step, done or not (the steps it needs must be done).
+        #[arg(long, value_name = "ID")]
+        only: Option<String>,
+        /// Print each command with its resolved environment; run nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Say in plain words what changed since a step's last successful run, and whether it runs.
+    #[command(after_help = EXIT_CODES)]
+    Why { id: String },
+    /// Print a step's full output from its last run.
+    #[command(after_help = EXIT_CODES)]
+    Logs {
+        id: String,
+        /// Keep printing while the step runs.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Forget steps' checkpoints, so they run again.
+    #[command(after_help = EXIT_CODES)]
+    Reset {
+        #[arg(required_unless_present = "all")]
+        ids: Vec<String>,
+        /// Forget every step of the recipe.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
     /// Walk the whole source pipeline on made-up repositories: no hardware, no network.
     #[command(after_help = EXIT_CODES)]
     Demo {
@@ -139,15 +190,16 @@ enum BundleCommand {
 pub fn parse() -> (Globals, Command) {
     let cli = Cli::parse();
     let g = cli.globals;
-    let workspace = g.workspace.unwrap_or_else(|| PathBuf::from("workspace"));
     let cache = g.cache.unwrap_or_else(default_cache);
-    let globals = Globals {
+    let mut globals = Globals {
         pins: g.pins,
-        workspace,
+        workspace: g.workspace,
+        recipe: g.recipe,
         cache,
         json: g.json,
         quiet: g.quiet,
     };
+    let mut recipe_arg = None;
     let command = match cli.command {
         CliCommand::Bundle(b) => match b {
             BundleCommand::Pack { diff, out } => Command::BundlePack { diff, out },
@@ -178,6 +230,26 @@ pub fn parse() -> (Globals, Command) {
         },
         CliCommand::Lock { offline } => Command::Lock { offline },
         CliCommand::Demo { dir } => Command::Demo { dir },
+        CliCommand::Plan { recipe } => {
+            recipe_arg = recipe;
+            Command::Plan
+        }
+        CliCommand::Up {
+            recipe,
+            from,
+            only,
+            dry_run,
+        } => {
+            recipe_arg = recipe;
+            Command::Up(UpOptions {
+                from,
+                only,
+                dry_run,
+            })
+        }
+        CliCommand::Why { id } => Command::Why { id },
+        CliCommand::Logs { id, follow } => Command::Logs { id, follow },
+        CliCommand::Reset { ids, all } => Command::Reset { ids, all },
         CliCommand::Audit {
             repos,
             path,
@@ -191,6 +263,9 @@ pub fn parse() -> (Globals, Command) {
             export_residual,
         },
     };
+    if let Some(recipe) = recipe_arg {
+        globals.recipe = recipe;
+    }
     (globals, command)
 }
 

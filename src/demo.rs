@@ -69,7 +69,8 @@ pub fn run(p: &Printer, dir: Option<&Path>) -> Result<ExitStatus> {
     let stack = Stack::build(&root)?;
     let globals = Globals {
         pins: root.join("pins.yaml"),
-        workspace: root.join("workspace"),
+        workspace: Some(root.join("workspace")),
+        recipe: root.join("recipe.yaml"),
         cache: root.join("cache"),
         json: false,
         quiet: false,

@@ -2,7 +2,7 @@
 //! elsewhere (CI logs and pipes).
 
 use std::io::{IsTerminal, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -82,6 +82,73 @@ impl Drop for Task {
     fn drop(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
+        }
+    }
+}
+
+/// The progress of one recipe step: a spinner with the last output line on a terminal; plain
+/// lines elsewhere, with a heartbeat so a long quiet build does not look hung.
+pub struct StepProgress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    started: Instant,
+    last_beat: Instant,
+}
+
+/// How often the plain reporter says a step is still running.
+const HEARTBEAT: Duration = Duration::from_secs(60);
+
+impl Printer {
+    /// Starts reporting a step.
+    pub fn step(&self, header: &str) -> StepProgress {
+        let now = Instant::now();
+        let mut progress = StepProgress {
+            bar: None,
+            quiet: self.quiet,
+            started: now,
+            last_beat: now,
+        };
+        if self.quiet {
+            return progress;
+        }
+        if self.tty {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}")
+                    .expect("template"),
+            );
+            bar.set_prefix(header.to_owned());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            progress.bar = Some(bar);
+        } else {
+            eprintln!("==> {header}");
+        }
+        progress
+    }
+}
+
+impl StepProgress {
+    /// The step printed a line.
+    pub fn line(&mut self, text: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(text.to_owned());
+        } else if !self.quiet && self.last_beat.elapsed() >= HEARTBEAT {
+            self.last_beat = Instant::now();
+            eprintln!(
+                "    ... {} elapsed; last output: {}",
+                crate::engine::human_duration(self.started.elapsed().as_millis() as u64),
+                text.chars().take(160).collect::<String>()
+            );
+        }
+    }
+
+    /// The step ended.
+    pub fn finish(self, summary: &str) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        if !self.quiet {
+            eprintln!("    {summary}");
         }
     }
 }

@@ -14,7 +14,10 @@ use crate::source::Workspace;
 #[derive(Debug, Clone)]
 pub struct Globals {
     pub pins: PathBuf,
-    pub workspace: PathBuf,
+    /// `--workspace` when given (a recipe's `workspace:` applies otherwise).
+    pub workspace: Option<PathBuf>,
+    /// The recipe of plan, up, why, logs and reset.
+    pub recipe: PathBuf,
     pub cache: PathBuf,
     pub json: bool,
     pub quiet: bool,
@@ -24,7 +27,10 @@ impl Globals {
     /// The workspace these options name.
     pub fn workspace(&self) -> Workspace {
         Workspace {
-            root: self.workspace.clone(),
+            root: self
+                .workspace
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("workspace")),
             cache: self.cache.clone(),
         }
     }
@@ -72,6 +78,19 @@ pub enum Command {
         target: commands::audit::Target,
         export_residual: Option<PathBuf>,
     },
+    Plan,
+    Up(crate::engine::UpOptions),
+    Why {
+        id: String,
+    },
+    Logs {
+        id: String,
+        follow: bool,
+    },
+    Reset {
+        ids: Vec<String>,
+        all: bool,
+    },
 }
 
 /// Runs one command.
@@ -110,5 +129,10 @@ pub fn run(globals: &Globals, command: Command) -> Result<ExitStatus> {
             target,
             export_residual,
         } => commands::audit::audit(p, globals, &target, export_residual.as_deref()),
+        Command::Plan => commands::recipe::plan(p, globals),
+        Command::Up(opts) => commands::recipe::up(p, globals, &opts),
+        Command::Why { id } => commands::recipe::why(p, globals, &id),
+        Command::Logs { id, follow } => commands::recipe::logs(p, globals, &id, follow),
+        Command::Reset { ids, all } => commands::recipe::reset(p, globals, &ids, all),
     }
 }

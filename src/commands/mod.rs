@@ -2,4 +2,5 @@
 
 pub mod audit;
 pub mod bundle;
+pub mod recipe;
 pub mod source;

@@ -1,0 +1,436 @@
+//! `up`: runs what is not done, in order, one step at a time; a step is recorded done only
+//! after it succeeded, atomically.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::runner::{self, Interrupt, Outcome};
+use super::store::{self, Attempt, AttemptStatus, Checkpoint, Store, StoreError};
+use super::{Status, StepPlan, evaluate, fingerprint};
+use crate::pins::Pins;
+use crate::recipe::{Action, Recipe, Step};
+use crate::source::{self, ApplyOptions, Workspace};
+
+/// Choices for `up`.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Run this step and every step after it, done or not.
+    pub from: Option<String>,
+    /// Run only this step, done or not (the steps it needs must be done).
+    pub only: Option<String>,
+    /// Print what would run, with its environment; run nothing, write nothing.
+    pub dry_run: bool,
+}
+
+/// What happened, as it happens.
+pub enum UpEvent<'a> {
+    /// A step that is done and is skipped.
+    Skip { plan: &'a StepPlan },
+    /// A step starts.
+    Start {
+        index: usize,
+        total: usize,
+        step: &'a Step,
+        plan: &'a StepPlan,
+    },
+    /// A line of its output (secrets already redacted).
+    Line { line: &'a str },
+    /// A step ended.
+    Finish {
+        step: &'a Step,
+        outcome: &'a Outcome,
+        elapsed: Duration,
+    },
+    /// `--dry-run`: what would run.
+    WouldRun {
+        step: &'a Step,
+        plan: &'a StepPlan,
+        argv: Vec<String>,
+        sudo: bool,
+    },
+    /// A still-running group of an earlier, killed pinstack is stopped first.
+    StoppedLeftover { step: &'a Step, group: u32 },
+}
+
+/// How `up` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpResult {
+    /// Every step is done.
+    AllDone { ran: Vec<String> },
+    /// `--dry-run` finished.
+    DryRun,
+    /// A step failed or timed out.
+    Failed { step: String, detail: String },
+    /// Ctrl-C or SIGTERM.
+    Interrupted { step: Option<String> },
+    /// A step needs the machine rebooted before the steps after it.
+    WaitsForReboot { step: String, ran: Vec<String> },
+}
+
+/// Why `up` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("unknown step {0:?}; `pinstack plan` lists the steps")]
+    UnknownStep(String),
+    #[error(
+        "step {step} needs step {need}, which is not done; run `pinstack up` without --only/--from first"
+    )]
+    NeedsNotDone { step: String, need: String },
+    #[error("{0}")]
+    Privilege(String),
+    #[error("{}: {source}", path.display())]
+    Log {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Runs the recipe.
+pub fn up(
+    recipe: &Recipe,
+    pins: Option<&Pins>,
+    ws: &Workspace,
+    store: &Store,
+    opts: &UpOptions,
+    interrupt: &Interrupt,
+    events: &mut dyn FnMut(UpEvent<'_>),
+) -> Result<UpResult, UpError> {
+    for id in opts.from.iter().chain(opts.only.iter()) {
+        if recipe.step(id).is_none() {
+            return Err(UpError::UnknownStep(id.clone()));
+        }
+    }
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(store.lock(&ws.root, "pinstack up")?)
+    };
+    let salt = if opts.dry_run {
+        store.salt_if_any()
+    } else {
+        store.salt()?
+    };
+    let boot = store::boot_id();
+    let forced: HashSet<&str> = match (&opts.only, &opts.from) {
+        (Some(only), _) => [only.as_str()].into(),
+        (None, Some(from)) => recipe
+            .steps
+            .iter()
+            .skip_while(|s| s.id != *from)
+            .map(|s| s.id.as_str())
+            .collect(),
+        (None, None) => HashSet::new(),
+    };
+    let root = rustix::process::geteuid().is_root();
+    let mut sudo: Option<SudoKeeper> = None;
+    let mut plans: HashMap<String, StepPlan> = HashMap::new();
+    let mut ran = Vec::new();
+    let total = recipe.steps.len();
+    for (index, step) in recipe.steps.iter().enumerate() {
+        if interrupt.raised() {
+            return Ok(UpResult::Interrupted { step: None });
+        }
+        let components = fingerprint::components(step, pins, &salt);
+        let mut plan = evaluate(step, components, store, &plans, &boot);
+        let wanted = if opts.only.is_some() {
+            forced.contains(step.id.as_str())
+        } else {
+            plan.status != Status::Done || forced.contains(step.id.as_str())
+        };
+        if !wanted {
+            if plan.status == Status::Done {
+                events(UpEvent::Skip { plan: &plan });
+            }
+            plans.insert(step.id.clone(), plan);
+            continue;
+        }
+        for need in &step.needs {
+            let done = plans.get(need).is_some_and(|p| p.status == Status::Done);
+            if !done && !opts.dry_run {
+                return Err(UpError::NeedsNotDone {
+                    step: step.id.clone(),
+                    need: need.clone(),
+                });
+            }
+        }
+        if let Some(r) = plan.waits_for_reboot.clone().filter(|r| *r != step.id) {
+            return Ok(UpResult::WaitsForReboot { step: r, ran });
+        }
+        let use_sudo = step.privileged && !root;
+        if opts.dry_run {
+            events(UpEvent::WouldRun {
+                step,
+                plan: &plan,
+                argv: runner::command_line(step, use_sudo),
+                sudo: use_sudo,
+            });
+            plan.status = Status::Pending;
+            plan.run_id = None;
+            plans.insert(step.id.clone(), plan);
+            continue;
+        }
+        if use_sudo && sudo.is_none() {
+            sudo = Some(SudoKeeper::start(recipe)?);
+        }
+        if let Some(a) = store.attempt(&step.id)
+            && let Some(group) = a.group
+            && a.status == AttemptStatus::Running
+            && !runner::process_alive(a.pid)
+            && runner::stop_leftover_group(group)
+        {
+            events(UpEvent::StoppedLeftover { step, group });
+        }
+        events(UpEvent::Start {
+            index,
+            total,
+            step,
+            plan: &plan,
+        });
+        let started = Instant::now();
+        let outcome = run_step(step, use_sudo, pins, ws, store, &plan, interrupt, events)?;
+        let elapsed = started.elapsed();
+        events(UpEvent::Finish {
+            step,
+            outcome: &outcome,
+            elapsed,
+        });
+        match outcome {
+            Outcome::Success => {
+                let needs = step
+                    .needs
+                    .iter()
+                    .filter_map(|n| Some((n.clone(), plans.get(n)?.run_id.clone()?)))
+                    .collect();
+                let cp = Checkpoint {
+                    id: step.id.clone(),
+                    fingerprint: plan.fingerprint.clone(),
+                    components: plan.components.clone(),
+                    needs,
+                    run_id: store::run_id(),
+                    finished_at: store::now(),
+                    duration_ms: elapsed.as_millis() as u64,
+                    boot_id: boot.clone(),
+                };
+                store.save_checkpoint(&cp)?;
+                store.clear_attempt(&step.id)?;
+                plan.status = Status::Done;
+                plan.run_id = Some(cp.run_id);
+                ran.push(step.id.clone());
+                plans.insert(step.id.clone(), plan);
+                if step.reboot {
+                    return Ok(UpResult::WaitsForReboot {
+                        step: step.id.clone(),
+                        ran,
+                    });
+                }
+            }
+            other => {
+                let (status, detail) = match &other {
+                    Outcome::Failed(d) => (AttemptStatus::Failed, d.clone()),
+                    Outcome::TimedOut => (
+                        AttemptStatus::TimedOut,
+                        format!(
+                            "after {}",
+                            super::human_duration(elapsed.as_millis() as u64)
+                        ),
+                    ),
+                    _ => (AttemptStatus::Interrupted, "Ctrl-C or SIGTERM".to_owned()),
+                };
+                store.save_attempt(
+                    &step.id,
+                    &Attempt {
+                        status,
+                        pid: std::process::id(),
+                        group: None,
+                        started_at: store::now().saturating_sub(elapsed.as_secs()),
+                        fingerprint: plan.fingerprint.clone(),
+                        detail: detail.clone(),
+                    },
+                )?;
+                return Ok(match other {
+                    Outcome::Interrupted => UpResult::Interrupted {
+                        step: Some(step.id.clone()),
+                    },
+                    Outcome::TimedOut => UpResult::Failed {
+                        step: step.id.clone(),
+                        detail: format!("timed out {detail}"),
+                    },
+                    _ => UpResult::Failed {
+                        step: step.id.clone(),
+                        detail,
+                    },
+                });
+            }
+        }
+    }
+    Ok(if opts.dry_run {
+        UpResult::DryRun
+    } else {
+        UpResult::AllDone { ran }
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_step(
+    step: &Step,
+    use_sudo: bool,
+    pins: Option<&Pins>,
+    ws: &Workspace,
+    store: &Store,
+    plan: &StepPlan,
+    interrupt: &Interrupt,
+    events: &mut dyn FnMut(UpEvent<'_>),
+) -> Result<Outcome, UpError> {
+    let log_path = store.log_path(&step.id);
+    if log_path.exists() {
+        let _ = std::fs::rename(&log_path, store.previous_log_path(&step.id));
+    }
+    let log_err = |source| UpError::Log {
+        path: log_path.clone(),
+        source,
+    };
+    if let Some(dir) = log_path.parent() {
+        std::fs::create_dir_all(dir).map_err(log_err)?;
+    }
+    let mut log = std::io::BufWriter::new(std::fs::File::create(&log_path).map_err(log_err)?);
+    let secrets: Vec<String> = step
+        .env
+        .iter()
+        .filter(|e| e.secret)
+        .map(|e| e.value.clone())
+        .collect();
+    let argv = runner::command_line(step, use_sudo);
+    runner::log_header(&mut log, step, &argv, &secrets).map_err(log_err)?;
+    log.flush().map_err(log_err)?;
+    store.save_attempt(
+        &step.id,
+        &Attempt {
+            status: AttemptStatus::Running,
+            pid: std::process::id(),
+            group: None,
+            started_at: store::now(),
+            fingerprint: plan.fingerprint.clone(),
+            detail: String::new(),
+        },
+    )?;
+    let outcome = match &step.action {
+        Action::Sources => run_sources(pins, ws, &mut log, &mut |line| {
+            events(UpEvent::Line { line })
+        }),
+        _ => {
+            let mut on_line = |line: &str| events(UpEvent::Line { line });
+            let mut record_group = |group: u32| {
+                let _ = store.save_attempt(
+                    &step.id,
+                    &Attempt {
+                        status: AttemptStatus::Running,
+                        pid: std::process::id(),
+                        group: Some(group),
+                        started_at: store::now(),
+                        fingerprint: plan.fingerprint.clone(),
+                        detail: String::new(),
+                    },
+                );
+            };
+            runner::run(
+                step,
+                use_sudo,
+                &mut log,
+                &secrets,
+                interrupt,
+                &mut on_line,
+                &mut record_group,
+            )
+            .map_err(log_err)?
+        }
+    };
+    writeln!(log, "# outcome: {outcome:?}").map_err(log_err)?;
+    log.flush().map_err(log_err)?;
+    Ok(outcome)
+}
+
+/// The built-in `uses: sources`: fetch and apply every pinned repo.
+fn run_sources(
+    pins: Option<&Pins>,
+    ws: &Workspace,
+    log: &mut dyn Write,
+    on_line: &mut dyn FnMut(&str),
+) -> Outcome {
+    let Some(pins) = pins else {
+        return Outcome::Failed("the recipe names no pins file (pins:)".to_owned());
+    };
+    let mut say = |line: String, log: &mut dyn Write| {
+        let _ = writeln!(log, "{line}");
+        on_line(&line);
+    };
+    for repo in &pins.repos {
+        match source::apply(ws, pins, repo, ApplyOptions::default()) {
+            Ok(report) => say(
+                format!(
+                    "{}: {:?} at {}, tree {}",
+                    repo.name, report.outcome, repo.commit, report.tree
+                ),
+                log,
+            ),
+            Err(e) => {
+                say(format!("{}: {e}", repo.name), log);
+                return Outcome::Failed(format!("{}: {e}", repo.name));
+            }
+        }
+    }
+    Outcome::Success
+}
+
+/// Asks for sudo once, up front, and keeps the credential fresh while steps run.
+struct SudoKeeper {
+    stop: Arc<AtomicBool>,
+}
+
+impl SudoKeeper {
+    fn start(recipe: &Recipe) -> Result<SudoKeeper, UpError> {
+        let names: Vec<&str> = recipe
+            .steps
+            .iter()
+            .filter(|s| s.privileged)
+            .map(|s| s.id.as_str())
+            .collect();
+        eprintln!(
+            "pinstack: steps {} need root; sudo asks for your password once, now",
+            names.join(", ")
+        );
+        let status = std::process::Command::new("sudo")
+            .arg("-v")
+            .status()
+            .map_err(|e| {
+                UpError::Privilege(format!("cannot run sudo ({e}); run pinstack as root"))
+            })?;
+        if !status.success() {
+            return Err(UpError::Privilege(
+                "sudo refused; run pinstack as root or fix sudo, nothing was run".to_owned(),
+            ));
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_secs(60));
+                let _ = std::process::Command::new("sudo")
+                    .args(["-n", "-v"])
+                    .stdin(std::process::Stdio::null())
+                    .status();
+            }
+        });
+        Ok(SudoKeeper { stop })
+    }
+}
+
+impl Drop for SudoKeeper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
