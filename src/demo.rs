@@ -16,6 +16,7 @@ use git2::{
 
 use crate::bundle;
 use crate::commands;
+use crate::engine::UpOptions;
 use crate::exit::ExitStatus;
 use crate::output::Printer;
 use crate::run::Globals;
@@ -142,6 +143,41 @@ pub fn run(p: &Printer, dir: Option<&Path>) -> Result<ExitStatus> {
     if moved_status != ExitStatus::NotAsPinned {
         bail!("the demo's moved pin should not check clean");
     }
+    // The recipe engine: sources, a Python environment, a native extension built from the
+    // pinned, patched source, and a smoke test that fails once and is resumed.
+    let recipe_globals = Globals {
+        recipe: root.join("recipe.yaml"),
+        ..globals.clone()
+    };
+    std::fs::write(&recipe_globals.recipe, DEMO_RECIPE)?;
+    banner(
+        p,
+        "pinstack up recipe.yaml",
+        "the engine: each step runs once, checkpointed; this first run fails on purpose",
+    )?;
+    let first = commands::recipe::up(p, &recipe_globals, &UpOptions::default())?;
+    p.out(&format!(
+        "    -> exit {} (expected: the smoke step fails on its first run)\n",
+        first.code()
+    ))?;
+    if first != ExitStatus::Failed {
+        bail!("the demo recipe's first run should stop at its staged failure");
+    }
+    banner(
+        p,
+        "pinstack up recipe.yaml (again)",
+        "resumed: the steps that are done are skipped, the failed one runs",
+    )?;
+    step(commands::recipe::up(
+        p,
+        &recipe_globals,
+        &UpOptions::default(),
+    ))?;
+    banner(p, "pinstack plan recipe.yaml", "every step done")?;
+    step(commands::recipe::plan(p, &recipe_globals))?;
+    banner(p, "pinstack logs smoke", "the step's full output")?;
+    step(commands::recipe::logs(p, &recipe_globals, "smoke", false))?;
+
     p.out(&format!(
         "demo finished: {} (files kept in {})",
         if status == ExitStatus::Success {
@@ -191,6 +227,7 @@ impl Stack {
                 file("README.md", b"# engine\n"),
                 file("engine/envs.py", ENVS_V1.as_bytes()),
                 file("engine/platforms/xpu.py", XPU_V1.as_bytes()),
+                file("csrc/fastmath.c", FASTMATH_V1.as_bytes()),
             ],
             "engine: first import",
         )?;
@@ -207,6 +244,7 @@ impl Stack {
                 file("engine/envs.py", ENVS_PATCHED.as_bytes()),
                 file("engine/platforms/xpu.py", XPU_PATCHED.as_bytes()),
                 file(MOE_CONFIG, MOE_JSON.as_bytes()),
+                file("csrc/fastmath.c", FASTMATH_PATCHED.as_bytes()),
             ],
             "lab: MoE tuning for the B70",
         )?;
@@ -493,3 +531,65 @@ const SYCL_V1: &str = "// moe_int4 kernel\nvoid moe_int4() {}\n";
 const OPS: &str = "def moe_int4(x):\n    return x\n";
 
 const ROUTER_TABLE: [u8; 16] = [0, 1, 2, 3, 0xff, 0xfe, 0, 0, 7, 0, 0x80, 0x81, 9, 9, 0, 1];
+
+const FASTMATH_V1: &str = "\
+/* A kernel the engine loads at run time. */
+int add_one(int x) { return x; }
+";
+
+const FASTMATH_PATCHED: &str = "\
+/* A kernel the engine loads at run time. */
+int add_one(int x) { return x + 1; }
+";
+
+/// The demo's recipe: what a bring-up recipe looks like, on the demo stack.
+const DEMO_RECIPE: &str = r#"# pinstack demo recipe: sources, a Python environment, a native extension built from the
+# pinned, patched source, and a smoke test.
+name: demo
+description: The demo stack through the recipe engine.
+pins: pins.yaml
+env:
+  CFLAGS: -O2 -fPIC
+steps:
+  - id: sources
+    title: fetch the pins and apply their bundles
+    uses: sources
+
+  - id: python
+    title: a Python environment
+    run: |
+      if python3 -m venv --without-pip venv 2>/dev/null; then
+        echo "venv made with $(python3 --version)"
+      else
+        mkdir -p venv/bin
+        printf '#!/bin/sh\nexec python3 "$@"\n' > venv/bin/python
+        chmod +x venv/bin/python
+        echo "this python3 has no venv module: using a plain wrapper"
+      fi
+
+  - id: native
+    title: build the engine's native extension from its pinned, patched source
+    needs: [sources, python]
+    inputs: ["${workspace}/src/engine/csrc"]
+    run: |
+      mkdir -p venv/lib
+      cc $CFLAGS -shared -o venv/lib/libfastmath.so src/engine/csrc/fastmath.c
+      echo "built venv/lib/libfastmath.so"
+
+  - id: smoke
+    title: load the extension and call it
+    timeout: 5m
+    run: |
+      if [ ! -e .smoke-tried ]; then
+        touch .smoke-tried
+        echo "the device is not ready yet (a failure the demo stages on the first run)" >&2
+        exit 1
+      fi
+      venv/bin/python - <<'PY'
+      import ctypes
+      lib = ctypes.CDLL("venv/lib/libfastmath.so")
+      result = lib.add_one(41)
+      print("add_one(41) =", result)
+      assert result == 42, "the bundle's fix is not in the build"
+      PY
+"#;

@@ -245,7 +245,9 @@ pub fn log_header(
 ) -> std::io::Result<()> {
     writeln!(log, "# pinstack step {} ({})", step.id, step.title)?;
     writeln!(log, "# folder: {}", step.cwd.display())?;
-    writeln!(log, "# command: {}", redact(&shell_words(argv), secrets))?;
+    // Every header line starts with `# `, a multi-line script included.
+    let command = redact(&shell_words(argv), secrets).replace('\n', "\n# ");
+    writeln!(log, "# command: {command}")?;
     for e in &step.env {
         let value = if e.secret {
             "***".to_owned()
