@@ -127,7 +127,24 @@ pub fn up(
         (None, None) => HashSet::new(),
     };
     let root = rustix::process::geteuid().is_root();
-    let mut sudo: Option<SudoKeeper> = None;
+    // Ask for sudo once, before the first step, never in the middle of a long run: the plan
+    // already knows which steps will run (a step after one that runs is stale in it).
+    let _sudo = if !root && !opts.dry_run {
+        let initial = super::plan(recipe, pins, store);
+        let privileged_runs = recipe.steps.iter().zip(&initial).any(|(s, p)| {
+            s.privileged
+                && if opts.only.is_some() {
+                    forced.contains(s.id.as_str())
+                } else {
+                    p.status != Status::Done || forced.contains(s.id.as_str())
+                }
+        });
+        privileged_runs
+            .then(|| SudoKeeper::start(recipe))
+            .transpose()?
+    } else {
+        None
+    };
     let mut plans: HashMap<String, StepPlan> = HashMap::new();
     let mut ran = Vec::new();
     let total = recipe.steps.len();
@@ -173,9 +190,6 @@ pub fn up(
             plan.run_id = None;
             plans.insert(step.id.clone(), plan);
             continue;
-        }
-        if use_sudo && sudo.is_none() {
-            sudo = Some(SudoKeeper::start(recipe)?);
         }
         if let Some(a) = store.attempt(&step.id)
             && let Some(group) = a.group
