@@ -1,12 +1,12 @@
 //! Explaining a source tree as pin + bundles + residual, without a network and without changing
 //! the tree, its index or its HEAD; and turning the residual into a bundle.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository, RepositoryOpenFlags, Status, StatusOptions, Tree};
 
-use crate::diff::Patch;
+use crate::diff::{Change, FilePatch, Patch};
 use crate::git::{self, local};
 use crate::pins::{Pins, Repo};
 use crate::source::{self, PathClass, PathState, SourceError, Workspace};
@@ -300,7 +300,13 @@ fn full(
         _ => BTreeSet::new(),
     };
     report.files = source::classify(r, name, &pin_tree, &expected, extra)?;
-    let workdir = r.workdir().unwrap_or(Path::new(".")).to_path_buf();
+    let nested = nested_repos(r, name)?;
+    report.files.extend(nested.iter().map(|path| PathState {
+        path: path.clone(),
+        class: PathClass::Untracked,
+    }));
+    report.files.sort_by(|a, b| a.path.cmp(&b.path));
+    let work = source::WorkFiles::new(r, name)?;
     let index = r.index().map_err(local(name, "reading the index"))?;
     for (k, b) in loaded.iter().enumerate() {
         let pre = r
@@ -312,11 +318,13 @@ fn full(
         let mut files = Vec::new();
         let mut recorded = false;
         for path in bundle_paths(&b.patch) {
-            let disk = source::on_disk(&workdir.join(&path));
+            let disk = work.entry(&path);
             let (before, after) = (source::entry(&pre, &path), source::entry(&post, &path));
             let class = if disk == after || disk == source::entry(&expected, &path) {
                 PathClass::Patched
-            } else if disk == before {
+            } else if disk == before || disk == source::entry(&pin_tree, &path) {
+                // The pin's content is unpatched for every bundle, also for one whose pre-image
+                // is an earlier bundle's result.
                 PathClass::Unpatched
             } else if disk.is_none() {
                 PathClass::Deleted
@@ -339,9 +347,36 @@ fn full(
         });
     }
     if let Some(out) = export {
+        if !nested.is_empty() {
+            return Err(SourceError::Refused {
+                repo: name.clone(),
+                message: format!(
+                    "a bundle cannot carry another repository, so nothing was written; move \
+                     these away first: {}",
+                    nested.join(", ")
+                ),
+            });
+        }
         report.residual = export_residual(r, name, &pin_tree, &expected, out)?;
     }
     Ok(())
+}
+
+/// Untracked repositories inside the work tree (git status names each by its folder, `dir/`):
+/// no diff holds them, so they would be invisible to a comparison of files.
+fn nested_repos(r: &Repository, name: &str) -> Result<Vec<String>, SourceError> {
+    let mut opts = StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .exclude_submodules(true);
+    let statuses = r
+        .statuses(Some(&mut opts))
+        .map_err(local(name, "reading the work tree status"))?;
+    Ok(statuses
+        .iter()
+        .filter(|s| s.status().contains(Status::WT_NEW))
+        .filter_map(|s| s.path().filter(|p| p.ends_with('/')).map(str::to_owned))
+        .collect())
 }
 
 fn bundle_state(files: &[PathState], recorded: bool) -> BundleState {
@@ -369,8 +404,68 @@ fn bundle_paths(patch: &Patch) -> BTreeSet<String> {
         .collect()
 }
 
+/// What a bundle says a path holds before or after it: no file, or a file whose blob id (a
+/// prefix, from the `index` line) and mode are known when the diff names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Image {
+    Absent,
+    File {
+        id: Option<String>,
+        mode: Option<u32>,
+    },
+}
+
+impl Image {
+    fn matches(&self, disk: Option<(Oid, i32)>) -> bool {
+        match (self, disk) {
+            (Image::Absent, None) => true,
+            (Image::File { id, mode }, Some((d, m))) => {
+                id.as_deref().is_none_or(|w| d.to_string().starts_with(w))
+                    && mode.is_none_or(|w| i64::from(w) == i64::from(m))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The pre- and post-image of each path a file section touches.
+fn images(f: &FilePatch) -> Vec<(String, Image, Image)> {
+    let known = |id: &Option<String>| id.clone().filter(|i| !i.bytes().all(|c| c == b'0'));
+    let file = |id: &Option<String>, mode| Image::File {
+        id: known(id),
+        mode,
+    };
+    match (&f.old_path, &f.new_path) {
+        (Some(old), Some(new)) if old == new => vec![(
+            new.clone(),
+            file(&f.old_id, f.old_mode),
+            file(&f.new_id, f.new_mode),
+        )],
+        (Some(old), Some(new)) => {
+            // A rename or copy; without an index line (100% similar) the content is the old one.
+            let before = file(&f.old_id, f.old_mode);
+            let after = Image::File {
+                id: known(&f.new_id).or_else(|| known(&f.old_id)),
+                mode: f.new_mode.or(f.old_mode),
+            };
+            let old_after = if f.change == Change::Copied {
+                before.clone()
+            } else {
+                Image::Absent
+            };
+            vec![
+                (old.clone(), before, old_after),
+                (new.clone(), Image::Absent, after),
+            ]
+        }
+        (None, Some(new)) => vec![(new.clone(), Image::Absent, file(&f.new_id, f.new_mode))],
+        (Some(old), None) => vec![(old.clone(), file(&f.old_id, f.old_mode), Image::Absent)],
+        (None, None) => Vec::new(),
+    }
+}
+
 /// Without the pin's objects: each bundle file's blob is compared with the pre- and post-image
-/// ids on its `index` line; other changes are read from git status against HEAD.
+/// ids (and modes) its diff names; other changes are read from git status against HEAD.
 fn index_lines(
     r: &Repository,
     repo: &Repo,
@@ -378,58 +473,51 @@ fn index_lines(
     report: &mut RepoAudit,
 ) -> Result<(), SourceError> {
     let workdir = r.workdir().unwrap_or(Path::new(".")).to_path_buf();
-    let mut seen = BTreeSet::new();
+    let work = source::WorkFiles::new(r, &repo.name)?;
+    // Where bundles stack on one path, the first pre-image is the pin's content and the last
+    // post-image the bundles' result.
+    let mut first_pre: BTreeMap<String, Image> = BTreeMap::new();
+    let mut last_post: BTreeMap<String, Image> = BTreeMap::new();
+    for b in loaded {
+        for (path, pre, post) in b.patch.files.iter().flat_map(images) {
+            first_pre.entry(path.clone()).or_insert(pre);
+            last_post.insert(path, post);
+        }
+    }
+    let class = |disk: Option<(Oid, i32)>, patched: bool, unpatched: bool| {
+        if patched {
+            PathClass::Patched
+        } else if unpatched {
+            PathClass::Unpatched
+        } else if disk.is_none() {
+            PathClass::Deleted
+        } else {
+            PathClass::Drifted
+        }
+    };
     for b in loaded {
         let mut files = Vec::new();
-        for f in &b.patch.files {
-            let zero =
-                |id: &Option<String>| id.as_deref().is_none_or(|i| i.bytes().all(|c| c == b'0'));
-            for (path, is_new_side) in [(&f.old_path, false), (&f.new_path, true)] {
-                let Some(path) = path else { continue };
-                if f.old_path == f.new_path && !is_new_side {
-                    continue;
-                }
-                // For a rename, the old path's post-image is "absent" and the new path's
-                // pre-image is "absent".
-                let (pre, post) = if f.old_path != f.new_path {
-                    if is_new_side {
-                        (None, f.new_id.clone())
-                    } else {
-                        (f.old_id.clone(), None)
-                    }
-                } else {
-                    (f.old_id.clone(), f.new_id.clone())
-                };
-                let pre = if zero(&pre) { None } else { pre };
-                let post = if zero(&post) { None } else { post };
-                let disk = source::on_disk(&workdir.join(path)).map(|(id, _)| id.to_string());
-                let matches = |want: &Option<String>| match (want, &disk) {
-                    (None, None) => true,
-                    (Some(w), Some(d)) => d.starts_with(w.as_str()),
-                    _ => false,
-                };
-                let class = if matches(&post) {
-                    PathClass::Patched
-                } else if matches(&pre) {
-                    PathClass::Unpatched
-                } else if disk.is_none() {
-                    PathClass::Deleted
-                } else {
-                    PathClass::Drifted
-                };
-                seen.insert(path.clone());
-                files.push(PathState {
-                    path: path.clone(),
-                    class,
-                });
-            }
+        for (path, pre, post) in b.patch.files.iter().flat_map(images) {
+            let disk = work.entry(&path);
+            let class = class(
+                disk,
+                post.matches(disk) || last_post[&path].matches(disk),
+                pre.matches(disk) || first_pre[&path].matches(disk),
+            );
+            files.push(PathState { path, class });
         }
         report.bundles.push(BundleAudit {
             bundle: b.label.clone(),
             state: bundle_state(&files, false),
-            files: files.clone(),
+            files,
         });
-        report.files.extend(files);
+    }
+    for (path, post) in &last_post {
+        let disk = work.entry(path);
+        report.files.push(PathState {
+            path: path.clone(),
+            class: class(disk, post.matches(disk), first_pre[path].matches(disk)),
+        });
     }
     let mut opts = StatusOptions::new();
     opts.include_untracked(true)
@@ -441,7 +529,7 @@ fn index_lines(
         .map_err(local(&repo.name, "reading the work tree status"))?;
     for s in statuses.iter() {
         let Some(path) = s.path() else { continue };
-        if seen.contains(path) {
+        if last_post.contains_key(path) {
             continue;
         }
         let st = s.status();

@@ -581,6 +581,36 @@ impl Fixture {
         git(&dir, &["write-tree"])
     }
 
+    /// A full clone of `upstream` at `<root>/<rel>`, detached at `commit`: a checkout made by
+    /// hand, without pinstack.
+    pub fn clone_at(&self, upstream: &Upstream, commit: &str, rel: &str) -> PathBuf {
+        let dir = self.path(rel);
+        git(
+            self.root(),
+            &[
+                "clone",
+                "-q",
+                "--no-checkout",
+                &upstream.url(),
+                &dir.display().to_string(),
+            ],
+        );
+        git(&dir, &["checkout", "-q", "--detach", commit]);
+        dir
+    }
+
+    /// Runs `git apply ARGS DIFF` inside `dir` (the diff is written to a scratch file first).
+    pub fn git_apply(&self, dir: &Path, diff: &[u8], args: &[&str]) {
+        let file = self.unique("apply").with_extension("diff");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, diff).unwrap();
+        let file = file.display().to_string();
+        let mut all = vec!["apply"];
+        all.extend_from_slice(args);
+        all.push(&file);
+        git(dir, &all);
+    }
+
     /// The tree a checkout's files make (`git add -A && git write-tree`), computed on a copy of
     /// its index so the checkout's own index is left as it was.
     pub fn worktree_tree(&self, checkout: &Path) -> String {
@@ -635,6 +665,16 @@ impl Fixture {
         assert_eq!(check["repos"][0]["tree"], want.as_str(), "{check:#}");
         want
     }
+}
+
+/// The bytes of a checkout's index file (empty when there is none).
+pub fn index_bytes(checkout: &Path) -> Vec<u8> {
+    std::fs::read(checkout.join(".git/index")).unwrap_or_default()
+}
+
+/// A bundle's diff, decoded by coreutils and gzip rather than by the code under test.
+pub fn decode_bundle(encoded: &[u8]) -> Vec<u8> {
+    pipe("sh", &["-c", "base64 -d | gzip -dc"], encoded)
 }
 
 /// Every file under `dir` (`.git` included) with its size, mode and modification time: a

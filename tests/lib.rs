@@ -3,11 +3,14 @@
 mod harness;
 
 mod apply;
+mod audit;
 mod bundle;
 mod check;
 mod cli;
+mod demo;
 mod fetch;
 mod hostile;
 mod lock;
 mod pins;
+mod project;
 mod properties;

@@ -58,16 +58,23 @@ pub fn audit(
     }
     for a in &audits {
         if let Some(res) = &a.residual {
-            p.note(&format!(
-                "{}: residual of {} file(s) written to {}; to adopt it, add to repo {} in pins.yaml:\n      - bundle: {}\n        sha256: {}\n        diff_sha256: {}",
+            let entry = format!(
+                "{}: residual of {} file(s) written to {}; to adopt it, add to repo {} in {}:\n      - bundle: {}\n        sha256: {}\n        diff_sha256: {}",
                 a.name,
                 res.files,
                 res.path.display(),
                 a.name,
-                res.path.display(),
+                pins.path.display(),
+                bundle_entry_path(&pins, &res.path),
                 res.sha256,
                 res.diff_sha256
-            ));
+            );
+            // The entry is a result; with --json the report's `residual` carries it.
+            if p.json() {
+                p.note(&entry);
+            } else {
+                p.out(&entry)?;
+            }
         } else if export.is_some() {
             p.note(&format!(
                 "{}: no residual: pin + bundles explain the whole tree; nothing written",
@@ -80,6 +87,19 @@ pub fn audit(
     } else {
         ExitStatus::NotAsPinned
     })
+}
+
+/// The written bundle as pins.yaml names it: relative to pins.yaml's folder (where relative
+/// bundle paths are read from) when it lies below it, else absolute.
+fn bundle_entry_path(pins: &Pins, written: &Path) -> String {
+    match (written.canonicalize(), pins.dir.canonicalize()) {
+        (Ok(file), Ok(dir)) => file
+            .strip_prefix(&dir)
+            .map_or(file.clone(), Path::to_path_buf)
+            .display()
+            .to_string(),
+        _ => written.display().to_string(),
+    }
 }
 
 const ORDER: [PathClass; 6] = [

@@ -18,7 +18,7 @@ pub use tree::{Diagnosis, Failure};
 pub use worktree::{PathClass, PathState, WorktreeDiff};
 
 pub(crate) use tree::apply_patch;
-pub(crate) use worktree::{classify, compare, entry, on_disk, tree_changes};
+pub(crate) use worktree::{WorkFiles, classify, compare, entry, on_disk, tree_changes};
 
 use crate::git::GitError;
 

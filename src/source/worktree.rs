@@ -1,9 +1,9 @@
 //! Comparing a work tree with the tree it should hold (pin + bundles), path by path.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use git2::{ObjectType, Oid, Repository, Status, StatusOptions, Tree};
+use git2::{AttrCheckFlags, ObjectType, Oid, Repository, Status, StatusOptions, Tree};
 
 use crate::git::{GitError, local};
 
@@ -20,7 +20,8 @@ pub enum PathClass {
     Residual,
     /// A file that is neither in the pin nor made by a bundle.
     Untracked,
-    /// A file of the pin (or made by a bundle) that is gone.
+    /// A file of the pin that is gone (a file a bundle creates, gone, is still the pin's
+    /// content there: unpatched).
     Deleted,
 }
 
@@ -132,14 +133,7 @@ pub fn classify(
     expected: &Tree<'_>,
     extra: BTreeSet<String>,
 ) -> Result<Vec<PathState>, GitError> {
-    let workdir = repo
-        .workdir()
-        .ok_or_else(|| GitError::Local {
-            repo: name.to_owned(),
-            context: "reading the work tree".to_owned(),
-            source: git2::Error::from_str("the repository has no work tree"),
-        })?
-        .to_path_buf();
+    let files = WorkFiles::new(repo, name)?;
     let bundle_paths = tree_changes(repo, name, pin, expected)?;
     let mut candidates = extra;
     candidates.extend(changed_paths(repo, name)?);
@@ -148,7 +142,7 @@ pub fn classify(
     let mut paths = Vec::new();
     for path in candidates {
         let want = entry(expected, &path);
-        let have = on_disk(&workdir.join(&path));
+        let have = files.entry(&path);
         let bundle = bundle_paths.contains(&path);
         let class = if want == have {
             if !bundle {
@@ -177,7 +171,71 @@ pub fn entry(tree: &Tree<'_>, path: &str) -> Option<(Oid, i32)> {
     (e.kind() == Some(ObjectType::Blob)).then(|| (e.id(), e.filemode()))
 }
 
-/// The blob id and mode of a file on disk, as `git add` would record them.
+/// The files of a work tree, hashed the way `git add` records them.
+pub struct WorkFiles<'r> {
+    repo: &'r Repository,
+    workdir: PathBuf,
+    autocrlf: bool,
+}
+
+impl<'r> WorkFiles<'r> {
+    /// The work tree of `repo`.
+    pub fn new(repo: &'r Repository, name: &str) -> Result<WorkFiles<'r>, GitError> {
+        let workdir = repo
+            .workdir()
+            .ok_or_else(|| GitError::Local {
+                repo: name.to_owned(),
+                context: "reading the work tree".to_owned(),
+                source: git2::Error::from_str("the repository has no work tree"),
+            })?
+            .to_path_buf();
+        let autocrlf = repo
+            .config()
+            .ok()
+            .and_then(|c| c.get_string("core.autocrlf").ok())
+            .is_some_and(|v| {
+                !matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "false" | "no" | "off" | "0" | ""
+                )
+            });
+        Ok(WorkFiles {
+            repo,
+            workdir,
+            autocrlf,
+        })
+    }
+
+    /// The blob id and mode of the file at `rel` (relative to the work tree), `None` when it is
+    /// absent or not a file.
+    ///
+    /// Where a clean filter may apply (`text`, `eol`, `crlf` or `ident` attributes,
+    /// `core.autocrlf`), the file goes through it, as `git add` does: a checkout written with CRLF
+    /// line endings holds the pin's LF blobs. The blob is then written to the object store, which
+    /// every caller has put in memory (`git::in_memory_writes`).
+    pub fn entry(&self, rel: &str) -> Option<(Oid, i32)> {
+        let path = self.workdir.join(rel);
+        let (id, mode) = on_disk(&path)?;
+        if mode == 0o120000 || !self.filtered(rel) {
+            return Some((id, mode));
+        }
+        self.repo.blob_path(&path).ok().map(|id| (id, mode))
+    }
+
+    fn filtered(&self, rel: &str) -> bool {
+        self.autocrlf
+            || ["text", "eol", "crlf", "ident"].iter().any(|attr| {
+                matches!(
+                    self.repo
+                        .get_attr(Path::new(rel), attr, AttrCheckFlags::default()),
+                    Ok(Some(_))
+                )
+            })
+    }
+}
+
+/// The blob id and mode of a file on disk, as `git add` would record them when no filter
+/// applies (see [`WorkFiles::entry`]).
 pub fn on_disk(path: &Path) -> Option<(Oid, i32)> {
     let meta = std::fs::symlink_metadata(path).ok()?;
     if meta.file_type().is_symlink() {
