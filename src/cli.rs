@@ -101,6 +101,16 @@ enum CliCommand {
         #[arg(long, value_name = "FILE")]
         export_residual: Option<PathBuf>,
     },
+    /// Is this host ready for the B70 stack? Each check: pass, warn or fail, with the fix.
+    #[command(after_help = EXIT_CODES)]
+    Doctor {
+        /// Read /etc, /proc, /sys, /var/lib/dpkg and /opt under DIR (a mounted image, a test root).
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+        /// The serving context length to check for (32768 needs the display off the B70s).
+        #[arg(long, value_name = "TOKENS", default_value_t = 32768)]
+        context: u32,
+    },
     /// Every step of the recipe with its status (done, pending, stale, failed) and the reason.
     #[command(after_help = EXIT_CODES)]
     Plan {
@@ -230,6 +240,7 @@ pub fn parse() -> (Globals, Command) {
         },
         CliCommand::Lock { offline } => Command::Lock { offline },
         CliCommand::Demo { dir } => Command::Demo { dir },
+        CliCommand::Doctor { root, context } => Command::Doctor { root, context },
         CliCommand::Plan { recipe } => {
             recipe_arg = recipe;
             Command::Plan

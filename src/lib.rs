@@ -6,6 +6,7 @@ pub mod cli;
 mod commands;
 pub mod demo;
 pub mod diff;
+pub mod doctor;
 pub mod engine;
 pub mod exit;
 pub mod fsutil;

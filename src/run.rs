@@ -78,6 +78,10 @@ pub enum Command {
         target: commands::audit::Target,
         export_residual: Option<PathBuf>,
     },
+    Doctor {
+        root: PathBuf,
+        context: u32,
+    },
     Plan,
     Up(crate::engine::UpOptions),
     Why {
@@ -129,6 +133,14 @@ pub fn run(globals: &Globals, command: Command) -> Result<ExitStatus> {
             target,
             export_residual,
         } => commands::audit::audit(p, globals, &target, export_residual.as_deref()),
+        Command::Doctor { root, context } => commands::doctor::doctor(
+            p,
+            &crate::doctor::DoctorOptions {
+                root,
+                workspace: globals.workspace().root,
+                context,
+            },
+        ),
         Command::Plan => commands::recipe::plan(p, globals),
         Command::Up(opts) => commands::recipe::up(p, globals, &opts),
         Command::Why { id } => commands::recipe::why(p, globals, &id),

@@ -8,6 +8,7 @@ mod bundle;
 mod check;
 mod cli;
 mod demo;
+mod doctor;
 mod fetch;
 mod hostile;
 mod lock;

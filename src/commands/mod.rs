@@ -2,5 +2,6 @@
 
 pub mod audit;
 pub mod bundle;
+pub mod doctor;
 pub mod recipe;
 pub mod source;
