@@ -15,3 +15,4 @@ mod lock;
 mod pins;
 mod project;
 mod properties;
+mod recipe;

@@ -11,7 +11,7 @@ use crate::engine::{self, Outcome, Status, Store, UpEvent, UpOptions, UpResult};
 use crate::exit::{ExitStatus, UsageError};
 use crate::output::{Printer, StepProgress};
 use crate::pins::Pins;
-use crate::recipe::{LoadOptions, Recipe};
+use crate::recipe::{LoadOptions, Recipe, RecipeError};
 use crate::run::Globals;
 use crate::source::Workspace;
 
@@ -28,7 +28,12 @@ fn load(globals: &Globals) -> Result<Loaded> {
         workspace: globals.workspace.clone(),
         caller_env: std::env::vars().collect::<HashMap<_, _>>(),
     };
-    let recipe = Recipe::load(&globals.recipe, &opts)?;
+    // A recipe that cannot be read or is invalid is bad input (exit 2); `RecipeError` is
+    // transparent over `YamlError`, so the error is unwrapped for `exit::classify` to see it.
+    let recipe = Recipe::load(&globals.recipe, &opts).map_err(|e| match e {
+        RecipeError::Yaml(y) => anyhow::Error::from(y),
+        read @ RecipeError::Read { .. } => UsageError(read.to_string()).into(),
+    })?;
     let pins_path = recipe
         .pins
         .clone()
@@ -105,6 +110,13 @@ pub fn plan(p: &Printer, globals: &Globals) -> Result<ExitStatus> {
 /// `up [RECIPE] [--from ID] [--only ID] [--dry-run]`
 pub fn up(p: &Printer, globals: &Globals, opts: &UpOptions) -> Result<ExitStatus> {
     let l = load(globals)?;
+    for id in opts.from.iter().chain(opts.only.iter()) {
+        if l.recipe.step(id).is_none() {
+            bail!(UsageError(format!(
+                "unknown step {id:?}; `pinstack plan` lists the steps"
+            )));
+        }
+    }
     let interrupt = engine::Interrupt::install().context("installing the Ctrl-C handler")?;
     let total = l.recipe.steps.len();
     let mut progress: Option<StepProgress> = None;

@@ -35,10 +35,22 @@ impl Components {
 
 /// Computes a step's components. `salt` keys the hashes of secret values.
 pub fn components(step: &Step, pins: Option<&Pins>, salt: &[u8]) -> Components {
+    // A secret pasted into an argument enters the definition only as its salted hash.
+    let hide = |text: &str| {
+        let mut out = text.to_owned();
+        for s in step.secrets.iter().filter(|s| s.len() >= 3) {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), &format!("secret:{}", salted(salt, s)));
+            }
+        }
+        out
+    };
     let definition = serde_json::json!({
         "action": match &step.action {
-            Action::Run(script) => serde_json::json!({"run": script}),
-            Action::Argv(argv) => serde_json::json!({"argv": argv}),
+            Action::Run(script) => serde_json::json!({"run": hide(script)}),
+            Action::Argv(argv) => {
+                serde_json::json!({"argv": argv.iter().map(|a| hide(a)).collect::<Vec<_>>()})
+            }
             Action::Sources => serde_json::json!({"uses": "sources"}),
         },
         "cwd": step.cwd.display().to_string(),

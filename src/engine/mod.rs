@@ -105,6 +105,14 @@ pub(crate) fn evaluate(
             upstream.push(format!("step {need} ran again since"));
         }
     }
+    // A reboot holds every later step, as it does within one `up`, not only the steps that need
+    // the step that asked for it (`earlier` holds exactly the steps before this one).
+    if waits_for_reboot.is_none() {
+        waits_for_reboot = earlier
+            .values()
+            .filter_map(|p| p.waits_for_reboot.clone())
+            .min();
+    }
     let mut plan = StepPlan {
         id: step.id.clone(),
         title: step.title.clone(),
@@ -117,9 +125,13 @@ pub(crate) fn evaluate(
         last_duration_ms: cp.as_ref().map(|c| c.duration_ms),
         waits_for_reboot,
     };
+    // An attempt record outlives a checkpoint only when a later run of the step (a forced
+    // rerun, say) failed or was killed: the step's work is then half redone, so it is not done.
     let attempt = store.attempt(&step.id);
     match &cp {
-        Some(cp) if cp.fingerprint == plan.fingerprint && upstream.is_empty() => {
+        Some(cp)
+            if cp.fingerprint == plan.fingerprint && upstream.is_empty() && attempt.is_none() =>
+        {
             plan.status = Status::Done;
             plan.run_id = Some(cp.run_id.clone());
             let ago = store::now().saturating_sub(cp.finished_at);

@@ -75,16 +75,7 @@ pub fn command_line(step: &Step, sudo: bool) -> Vec<String> {
     argv
 }
 
-/// Replaces every secret value in a line with `***`.
-pub fn redact(line: &str, secrets: &[String]) -> String {
-    let mut out = line.to_owned();
-    for s in secrets {
-        if s.len() >= 3 && out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), "***");
-        }
-    }
-    out
-}
+pub use crate::recipe::redact;
 
 /// Runs a step's command; every output line goes to `log` and to `on_line`.
 pub fn run(

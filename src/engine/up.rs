@@ -183,7 +183,10 @@ pub fn up(
             events(UpEvent::WouldRun {
                 step,
                 plan: &plan,
-                argv: runner::command_line(step, use_sudo),
+                argv: runner::command_line(step, use_sudo)
+                    .iter()
+                    .map(|a| runner::redact(a, &step.secrets))
+                    .collect(),
                 sudo: use_sudo,
             });
             plan.status = Status::Pending;
@@ -312,14 +315,9 @@ fn run_step(
         std::fs::create_dir_all(dir).map_err(log_err)?;
     }
     let mut log = std::io::BufWriter::new(std::fs::File::create(&log_path).map_err(log_err)?);
-    let secrets: Vec<String> = step
-        .env
-        .iter()
-        .filter(|e| e.secret)
-        .map(|e| e.value.clone())
-        .collect();
+    let secrets = &step.secrets;
     let argv = runner::command_line(step, use_sudo);
-    runner::log_header(&mut log, step, &argv, &secrets).map_err(log_err)?;
+    runner::log_header(&mut log, step, &argv, secrets).map_err(log_err)?;
     log.flush().map_err(log_err)?;
     store.save_attempt(
         &step.id,
@@ -355,7 +353,7 @@ fn run_step(
                 step,
                 use_sudo,
                 &mut log,
-                &secrets,
+                secrets,
                 interrupt,
                 &mut on_line,
                 &mut record_group,

@@ -1,12 +1,15 @@
 //! `${NAME}` interpolation: recipe variables, `${env:NAME}` (with `${env:NAME:-default}`), and the
 //! predefined `${workspace}` and `${recipe_dir}`. `$${` is a literal `${`.
 //!
-//! A value that comes from the caller's environment is data, never code: in a `run` script it is
-//! not pasted into the text, it becomes a quoted reference to an environment variable that
-//! carries it (`"${PINSTACK_ENV_NAME}"`). So a value holding `; rm -rf /` stays a string, and a
-//! token never appears in the script, its fingerprint or a log.
+//! A value that comes from the caller's environment (or holds a secret) is data, never code: in
+//! a `run` script it is not pasted into the text, it becomes a quoted reference to an environment
+//! variable that carries it (`"${PINSTACK_ENV_NAME}"`; inside a double-quoted string just
+//! `${PINSTACK_ENV_NAME}`, inside a single-quoted one `'"${PINSTACK_ENV_NAME}"'`, so the shell
+//! neither splits nor globs it). So a value holding `; rm -rf /` stays a string, and a token never
+//! appears in the script, its fingerprint or a log.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use serde_saphyr::Spanned;
@@ -33,10 +36,87 @@ pub fn looks_secret(name: &str) -> bool {
         || n == "KEY"
 }
 
+/// Replaces every secret value in a text with `***`.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    for s in secrets {
+        if s.len() >= 3 && out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "***");
+        }
+    }
+    out
+}
+
 /// The variables visible to a recipe.
 pub struct Scope<'a> {
     caller: &'a HashMap<String, String>,
     vars: HashMap<String, Resolved>,
+    /// Every secret value looked up so far, to redact wherever it is pasted as plain text (an
+    /// `argv` item, a title).
+    secrets: RefCell<BTreeSet<String>>,
+}
+
+/// Where a point of a bash script is, as far as quoting goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    Bare,
+    Single,
+    Double,
+    Comment,
+}
+
+/// Follows the quoting of a bash script as it is written (heredocs and nested `$(...)` are not
+/// modelled: a value there is quoted as if bare).
+struct ShellQuoting {
+    at: Quoting,
+    escaped: bool,
+    word_start: bool,
+}
+
+impl ShellQuoting {
+    fn new() -> Self {
+        ShellQuoting {
+            at: Quoting::Bare,
+            escaped: false,
+            word_start: true,
+        }
+    }
+
+    fn feed(&mut self, text: &str) {
+        for c in text.chars() {
+            if self.escaped {
+                self.escaped = false;
+                self.word_start = false;
+                continue;
+            }
+            self.at = match (self.at, c) {
+                (Quoting::Bare | Quoting::Double, '\\') => {
+                    self.escaped = true;
+                    self.at
+                }
+                (Quoting::Bare, '\'') => Quoting::Single,
+                (Quoting::Bare, '"') => Quoting::Double,
+                (Quoting::Bare, '#') if self.word_start => Quoting::Comment,
+                (Quoting::Single, '\'') | (Quoting::Double, '"') => Quoting::Bare,
+                (Quoting::Comment, '\n') => Quoting::Bare,
+                (at, _) => at,
+            };
+            self.word_start = self.at == Quoting::Bare
+                && !self.escaped
+                && (c.is_whitespace() || ";&|()".contains(c));
+        }
+    }
+
+    /// A reference to the environment variable `name`, quoted for where the script is now.
+    fn reference(&mut self, name: &str) -> String {
+        self.escaped = false;
+        self.word_start = false;
+        match self.at {
+            Quoting::Bare => format!("\"${{{name}}}\""),
+            Quoting::Double | Quoting::Comment => format!("${{{name}}}"),
+            Quoting::Single => format!("'\"${{{name}}}\"'"),
+        }
+    }
 }
 
 enum Piece {
@@ -61,13 +141,35 @@ impl<'a> Scope<'a> {
                 },
             );
         }
-        Scope { caller, vars }
+        Scope {
+            caller,
+            vars,
+            secrets: RefCell::new(BTreeSet::new()),
+        }
+    }
+
+    /// Every secret value the recipe used so far, longest first (so a secret that holds another
+    /// is redacted whole).
+    pub fn secrets(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.secrets.borrow().iter().cloned().collect();
+        all.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        all
+    }
+
+    /// Records a secret value for redaction.
+    pub fn note_secret(&self, value: &str) {
+        if !value.is_empty() {
+            self.secrets.borrow_mut().insert(value.to_owned());
+        }
     }
 
     /// Defines a recipe variable; its value may use variables defined before it.
     pub fn define(&mut self, name: &str, value: &Spanned<String>) -> Result<(), String> {
         let mut resolved = self.resolve(value)?;
         resolved.secret |= looks_secret(name);
+        if resolved.secret {
+            self.note_secret(&resolved.text);
+        }
         self.vars.insert(name.to_owned(), resolved);
         Ok(())
     }
@@ -97,17 +199,24 @@ impl<'a> Scope<'a> {
         Ok(self.resolve(value)?.text)
     }
 
-    /// Interpolates a bash script: values from the caller's environment become quoted references
-    /// to environment variables, returned beside the script.
+    /// Interpolates a bash script: values from the caller's environment, and secrets, become
+    /// quoted references to environment variables, returned beside the script.
     pub fn script(&self, value: &Spanned<String>) -> Result<(String, Vec<EnvVar>), String> {
         let mut script = String::with_capacity(value.value.len());
         let mut carried: Vec<EnvVar> = Vec::new();
+        let mut quoting = ShellQuoting::new();
         for piece in self.pieces(&value.value)? {
             match piece {
-                Piece::Text(t) => script.push_str(&t),
-                Piece::Value { value, .. } if !value.tainted => script.push_str(&value.text),
+                Piece::Text(t) => {
+                    quoting.feed(&t);
+                    script.push_str(&t);
+                }
+                Piece::Value { value, .. } if !value.tainted && !value.secret => {
+                    quoting.feed(&value.text);
+                    script.push_str(&value.text);
+                }
                 Piece::Value { placeholder, value } => {
-                    script.push_str(&format!("\"${{{placeholder}}}\""));
+                    script.push_str(&quoting.reference(&placeholder));
                     if !carried.iter().any(|c| c.name == placeholder) {
                         carried.push(EnvVar {
                             name: placeholder,
@@ -171,12 +280,16 @@ impl<'a> Scope<'a> {
                     ));
                 }
             };
+            let secret = looks_secret(name);
+            if secret {
+                self.note_secret(&value);
+            }
             return Ok(Piece::Value {
                 placeholder: format!("PINSTACK_ENV_{}", env_name(name)),
                 value: Resolved {
                     text: value,
                     tainted: true,
-                    secret: looks_secret(name),
+                    secret,
                 },
             });
         }

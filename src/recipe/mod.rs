@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::yaml::{self, Ordered, YamlError};
-pub use interp::{Resolved, Scope, looks_secret};
+pub use interp::{Resolved, Scope, looks_secret, redact};
 
 /// Why a recipe cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +78,9 @@ pub struct Step {
     pub reboot: bool,
     pub cwd: PathBuf,
     pub line: usize,
+    /// Every secret value of the recipe, longest first: redacted from its logs and output, and
+    /// hashed with the salt in its fingerprint.
+    pub secrets: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -288,6 +291,7 @@ impl Recipe {
                 reboot: s.reboot,
                 cwd,
                 line: raw_step.referenced.line() as usize,
+                secrets: Vec::new(),
             });
         }
         // Every `needs` names a step, and there is no cycle.
@@ -309,8 +313,15 @@ impl Recipe {
                 }
             }
         }
-        let steps = order(steps)
+        let mut steps = order(steps)
             .map_err(|(cycle, id)| err(&ids[&id], format!("needs form a cycle: {cycle}")))?;
+        // A secret pasted as plain text (an `argv` item, a title) is known only once every
+        // value is resolved.
+        let secrets = scope.secrets();
+        for step in &mut steps {
+            step.title = redact(&step.title, &secrets);
+            step.secrets = secrets.clone();
+        }
         Ok(Recipe {
             path: path.to_owned(),
             dir: recipe_dir,
@@ -338,11 +349,15 @@ fn resolve_env(
         for (key, value) in &map.0 {
             check_env_name(&key.value).map_err(|m| (key.referenced, m))?;
             let resolved = scope.resolve(value).map_err(|m| (value.referenced, m))?;
+            let secret = resolved.secret || looks_secret(&key.value);
+            if secret {
+                scope.note_secret(&resolved.text);
+            }
             out.retain(|e| e.name != key.value);
             out.push(EnvVar {
                 name: key.value.clone(),
                 value: resolved.text,
-                secret: resolved.secret || looks_secret(&key.value),
+                secret,
             });
         }
     }
