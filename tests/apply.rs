@@ -551,18 +551,99 @@ fn a_pin_bump_over_an_applied_checkout() {
     let new_bundle = fx.bundle("new", &diff);
     fx.pins(&[Pin::new("app", &up, &new).patch(new_bundle.entry())]);
     let checkout = fx.checkout("app");
+    // The old bundle's change is pinstack's own work: it makes way for the new pin by itself,
+    // with nothing to rescue.
+    let v = fx.json(&["apply"], 0);
+    assert_eq!(v["repos"][0]["outcome"], "applied", "{v:#}");
+    assert_eq!(v["repos"][0]["replaced_previous"], true, "{v:#}");
+    assert!(v["repos"][0]["rescue"].is_null(), "{v:#}");
+    assert!(!fx.path("workspace/rescue").exists());
+    assert_eq!(git(&checkout, &["rev-parse", "HEAD"]), new);
+    assert_eq!(
+        fx.worktree_tree(&checkout),
+        fx.oracle_tree(&up, &new, &[(&diff, None)])
+    );
+}
+
+/// Bumps the pin of an applied checkout after a person edited it: the edit is not pinstack's
+/// own work, so apply refuses, and `--force` saves it first.
+#[test]
+fn a_pin_bump_over_an_edited_checkout_is_refused() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("f.txt", numbered("f", 10));
+    let old = up.commit("old pin");
+    up.write("f.txt", numbered("f", 10).replace("f 2\n", "f 2 patched\n"));
+    let old_fix = up.commit("old fix");
+    let old_bundle = fx.bundle("old", &up.diff(&old, &old_fix));
+    fx.pins(&[Pin::new("app", &up, &old).patch(old_bundle.entry())]);
+    fx.pinstack().arg("apply").assert().code(0);
+    let checkout = fx.checkout("app");
+    std::fs::write(checkout.join("notes.txt"), "a person's notes\n").unwrap();
+
+    up.restore(&old);
+    up.write("h.txt", "a file the new pin adds\n");
+    let new = up.commit("new pin");
+    fx.pins(&[Pin::new("app", &up, &new).patch(old_bundle.entry())]);
     let files = fx.worktree_tree(&checkout);
-    // The old bundle's change is not pin + bundles any more: refused without --force. (The new
-    // pin's objects may be fetched first; the files and HEAD stay as they were.)
     let err = fx.stderr(&["apply"], 1);
-    assert!(err.contains("f.txt") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("notes.txt") && err.contains("--force"),
+        "{err}"
+    );
     assert_eq!(git(&checkout, &["rev-parse", "HEAD"]), old);
     assert_eq!(fx.worktree_tree(&checkout), files);
     let v = fx.json(&["apply", "--force"], 0);
     assert!(v["repos"][0]["rescue"].is_string(), "{v:#}");
     assert_eq!(git(&checkout, &["rev-parse", "HEAD"]), new);
+}
+
+/// A new version of a bundle replaces pinstack's own earlier version without --force; the same
+/// tree plus a person's edit is refused.
+#[test]
+fn a_changed_bundle_replaces_the_old_one() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("f.txt", numbered("f", 10));
+    up.write("g.txt", "g\n");
+    let pin = up.commit("pin");
+    up.write("f.txt", numbered("f", 10).replace("f 3\n", "f 3 v1\n"));
+    up.write("new-v1.txt", "made by v1\n");
+    let v1 = up.commit("v1");
+    let b1 = fx.bundle("v1", &up.diff(&pin, &v1));
+    up.restore(&pin);
+    up.write("f.txt", numbered("f", 10).replace("f 7\n", "f 7 v2\n"));
+    up.write("g.txt", "g v2\n");
+    let v2 = up.commit("v2");
+    let diff2 = up.diff(&pin, &v2);
+    let b2 = fx.bundle("v2", &diff2);
+    fx.pins(&[Pin::new("app", &up, &pin).patch(b1.entry())]);
+    fx.pinstack().arg("apply").assert().code(0);
+    let checkout = fx.checkout("app");
+    assert!(checkout.join("new-v1.txt").exists());
+
+    fx.pins(&[Pin::new("app", &up, &pin).patch(b2.entry())]);
+    let v = fx.json(&["apply"], 0);
+    assert_eq!(v["repos"][0]["replaced_previous"], true, "{v:#}");
+    assert!(
+        !checkout.join("new-v1.txt").exists(),
+        "v1's new file is gone"
+    );
     assert_eq!(
         fx.worktree_tree(&checkout),
-        fx.oracle_tree(&up, &new, &[(&diff, None)])
+        fx.oracle_tree(&up, &pin, &[(&diff2, None)])
+    );
+    // Applying again is a no-op.
+    let again = fx.json(&["apply"], 0);
+    assert_eq!(again["repos"][0]["outcome"], "already_applied");
+
+    // Back to v1, but a person edited a v2 file meanwhile: refused, nothing written.
+    std::fs::write(checkout.join("g.txt"), "g edited by hand\n").unwrap();
+    fx.pins(&[Pin::new("app", &up, &pin).patch(b1.entry())]);
+    let err = fx.stderr(&["apply"], 1);
+    assert!(err.contains("g.txt"), "{err}");
+    assert_eq!(
+        std::fs::read(checkout.join("g.txt")).unwrap(),
+        b"g edited by hand\n"
     );
 }

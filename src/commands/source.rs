@@ -74,8 +74,13 @@ pub fn apply(p: &Printer, globals: &Globals, names: &[String], force: bool) -> R
         }
         let what = match &report.outcome {
             ApplyOutcome::Applied { paths } => format!(
-                "applied {} bundle(s), {paths} path(s) changed",
-                report.bundles.len()
+                "applied {} bundle(s), {paths} path(s) changed{}",
+                report.bundles.len(),
+                if report.replaced_previous {
+                    " (replacing its own earlier bundles)"
+                } else {
+                    ""
+                }
             ),
             ApplyOutcome::AlreadyApplied => "already applied, left alone".to_owned(),
             ApplyOutcome::NoBundles => "no bundles, at the pin".to_owned(),
@@ -100,6 +105,7 @@ pub fn apply(p: &Printer, globals: &Globals, names: &[String], force: bool) -> R
                 ApplyOutcome::NoBundles => "no_bundles",
             },
             "rescue": report.rescue.map(|r| r.display().to_string()),
+            "replaced_previous": report.replaced_previous,
         }));
     }
     if p.json() {

@@ -2,12 +2,13 @@
 //! checkout gets every file or none; a tree that already holds pin + bundles is left alone; a
 //! tree holding anything else is refused, or with `--force` saved as a rescue bundle first.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use git2::Repository;
 use git2::build::CheckoutBuilder;
 
-use super::{SourceError, Workspace, bundles, fetch, rescue, tree, worktree};
+use super::{SourceError, Workspace, bundles, fetch, record, rescue, tree, worktree};
 use crate::git::{self, local};
 use crate::pins::{BundleSource, Pins, Repo};
 
@@ -38,6 +39,8 @@ pub struct ApplyReport {
     pub bundles: Vec<String>,
     pub outcome: ApplyOutcome,
     pub rescue: Option<PathBuf>,
+    /// pinstack's own earlier bundles (for an older pin or older bundles) were replaced.
+    pub replaced_previous: bool,
 }
 
 /// Fetches the repo and applies its bundles to its checkout.
@@ -49,10 +52,16 @@ pub fn apply(
 ) -> Result<ApplyReport, SourceError> {
     let path = ws.checkout(&repo.dir);
     let mut rescued = None;
-    if opts.force && path.join(".git").exists() {
+    let mut undone = false;
+    if path.join(".git").exists() {
         let r = fetch::open_or_init(repo, &path)?;
         if !at_pin(&r, repo) && !worktree::changed_paths(&r, &repo.name)?.is_empty() {
-            rescued = rescue::save_and_reset(ws, &repo.name, &r)?;
+            // The pin moved: pinstack's own earlier work makes way by itself; anything else
+            // needs --force, which saves it first.
+            undone = record::undo_own_work(ws, &repo.name, &r)?;
+            if !undone && opts.force {
+                rescued = rescue::save_and_reset(ws, &repo.name, &r)?;
+            }
         }
     }
     fetch::fetch(ws, repo)?;
@@ -98,21 +107,31 @@ pub fn apply(
         .find_tree(tree_id)
         .map_err(local(&repo.name, "reading a tree"))?;
     let state = worktree::compare(&r, &repo.name, &pin_tree, &expected)?;
-    let report = |outcome, rescue| ApplyReport {
+    let report = |outcome, rescue, replaced_previous| ApplyReport {
         repo: repo.name.clone(),
+        replaced_previous,
         path: path.clone(),
         tree: tree_id.to_string(),
         bundles: labels.clone(),
         outcome,
         rescue,
     };
+    let changes = worktree::tree_changes(&r, &repo.name, &pin_tree, &expected)?;
+    let written: BTreeMap<String, Option<(git2::Oid, i32)>> = changes
+        .iter()
+        .map(|p| (p.clone(), worktree::entry(&expected, p)))
+        .collect();
     if state.is_empty() {
+        record::save(ws, &repo.name, &repo.commit, written)?;
         let outcome = if repo.patches.is_empty() {
             ApplyOutcome::NoBundles
         } else {
             ApplyOutcome::AlreadyApplied
         };
-        return Ok(report(outcome, rescued));
+        return Ok(report(outcome, rescued, undone));
+    }
+    if !worktree::changed_paths(&r, &repo.name)?.is_empty() {
+        undone = record::undo_own_work(ws, &repo.name, &r)?;
     }
     if !worktree::changed_paths(&r, &repo.name)?.is_empty() {
         if !opts.force {
@@ -129,7 +148,6 @@ pub fn apply(
         }
         rescued = rescue::save_and_reset(ws, &repo.name, &r)?.or(rescued);
     }
-    let changes = worktree::tree_changes(&r, &repo.name, &pin_tree, &expected)?;
     refuse_symlinked_parents(&path, &repo.name, changes.iter().map(String::as_str))?;
     let mut co = CheckoutBuilder::new();
     co.safe().update_index(false).recreate_missing(true);
@@ -145,11 +163,13 @@ pub fn apply(
             ),
         });
     }
+    record::save(ws, &repo.name, &repo.commit, written)?;
     Ok(report(
         ApplyOutcome::Applied {
             paths: changes.len(),
         },
         rescued,
+        undone,
     ))
 }
 

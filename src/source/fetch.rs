@@ -112,9 +112,11 @@ fn checkout_pin(r: &Repository, repo: &Repo, pin: Oid, fresh: bool) -> Result<()
             return Err(SourceError::Refused {
                 repo: repo.name.clone(),
                 message: format!(
-                    "the checkout is not at the pin and has local changes ({}); commit or move \
+                    "the checkout is not at the pin and has local changes ({}); `pinstack apply \
+                     {}` replaces bundles pinstack applied itself; other changes: commit or move \
                      them, or run `pinstack apply --force {}` to save them as a rescue bundle first",
                     listing.join(", "),
+                    repo.name,
                     repo.name
                 ),
             });

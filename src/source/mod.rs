@@ -4,6 +4,7 @@ mod apply;
 mod bundles;
 mod check;
 mod fetch;
+mod record;
 mod rescue;
 mod tree;
 mod worktree;

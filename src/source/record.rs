@@ -1,0 +1,126 @@
+//! What pinstack last wrote into each checkout. With it, pinstack recognises its own work when
+//! the bundles or the pin change, and replaces it without `--force`, while anything a person
+//! changed on top still makes it refuse.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use git2::build::CheckoutBuilder;
+use git2::{Oid, Repository};
+use serde::{Deserialize, Serialize};
+
+use super::{SourceError, Workspace, worktree};
+use crate::git::local;
+
+/// The files an apply left different from the commit it applied to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Applied {
+    pub commit: String,
+    /// Path -> (blob id, mode), or `None` where the bundles delete the file.
+    pub entries: BTreeMap<String, Option<(String, i32)>>,
+}
+
+fn record_path(ws: &Workspace, name: &str) -> PathBuf {
+    ws.root
+        .join(".pinstack")
+        .join("applied")
+        .join(format!("{name}.json"))
+}
+
+/// Records what an apply wrote.
+pub fn save(
+    ws: &Workspace,
+    name: &str,
+    commit: &str,
+    entries: BTreeMap<String, Option<(Oid, i32)>>,
+) -> Result<(), SourceError> {
+    let path = record_path(ws, name);
+    if entries.is_empty() {
+        return remove(&path);
+    }
+    let record = Applied {
+        commit: commit.to_owned(),
+        entries: entries
+            .into_iter()
+            .map(|(p, e)| (p, e.map(|(id, mode)| (id.to_string(), mode))))
+            .collect(),
+    };
+    let json = serde_json::to_vec_pretty(&record).expect("record serializes");
+    crate::fsutil::write_atomic(&path, &json).map_err(SourceError::io(&path))
+}
+
+fn remove(path: &Path) -> Result<(), SourceError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SourceError::io(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// When the checkout holds exactly what pinstack last wrote on top of HEAD, and nothing else,
+/// puts HEAD's files back and removes the files the bundles created. Returns whether it did.
+pub fn undo_own_work(ws: &Workspace, name: &str, r: &Repository) -> Result<bool, SourceError> {
+    let path = record_path(ws, name);
+    let Some(record) = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Applied>(&b).ok())
+    else {
+        return Ok(false);
+    };
+    let head = r
+        .head()
+        .ok()
+        .and_then(|h| h.target())
+        .map(|id| id.to_string());
+    if head.as_deref() != Some(record.commit.as_str()) {
+        return Ok(false);
+    }
+    crate::git::in_memory_writes(r, name)?;
+    let files = worktree::WorkFiles::new(r, name)?;
+    let mut paths: BTreeSet<String> = worktree::changed_paths(r, name)?;
+    paths.extend(record.entries.keys().cloned());
+    for p in &paths {
+        let Some(want) = record.entries.get(p) else {
+            return Ok(false);
+        };
+        let want = want
+            .as_ref()
+            .and_then(|(id, mode)| Oid::from_str(id).ok().map(|id| (id, *mode)));
+        if files.entry(p) != want {
+            return Ok(false);
+        }
+    }
+    let head_tree = r
+        .head()
+        .and_then(|h| h.peel_to_tree())
+        .map_err(local(name, "reading HEAD's tree"))?;
+    let mut co = CheckoutBuilder::new();
+    co.force().update_index(false);
+    let mut restore = false;
+    for p in record.entries.keys() {
+        if worktree::entry(&head_tree, p).is_some() {
+            co.path(p.as_str());
+            restore = true;
+        } else {
+            let file = r.workdir().unwrap_or(Path::new(".")).join(p);
+            std::fs::remove_file(&file).map_err(SourceError::io(&file))?;
+            remove_empty_parents(r.workdir().unwrap_or(Path::new(".")), &file);
+        }
+    }
+    if restore {
+        r.checkout_tree(head_tree.as_object(), Some(&mut co))
+            .map_err(local(name, "putting HEAD's files back"))?;
+    }
+    remove(&path)?;
+    Ok(true)
+}
+
+/// Removes the folders a removed file leaves empty, up to the work tree.
+fn remove_empty_parents(root: &Path, file: &Path) {
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        if d == root || std::fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+}
