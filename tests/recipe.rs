@@ -1186,3 +1186,87 @@ fn a_sources_step_applies_the_pins_and_follows_the_bundle_hashes() {
     assert_eq!(t.markers()["lib.txt"], "three\n");
     t.assert_counts(&[("build", 2)]);
 }
+
+/// Run as a user who is not root, pinstack asks sudo once, before the first step, and runs the
+/// privileged step through `sudo -n` with the step's environment preserved. A stand-in `sudo`
+/// records each call; the test drops to `nobody` with setpriv, so it needs root itself.
+#[test]
+fn privileged_steps_go_through_sudo_asked_for_once_up_front() {
+    use std::os::unix::fs::PermissionsExt;
+    if !rustix_is_root() || !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root and setpriv to run pinstack as another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let open = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    open(root, 0o777);
+    let log = root.join("calls.log");
+    std::fs::write(&log, "").unwrap();
+    open(&log, 0o666);
+    let bin = root.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    open(&bin, 0o755);
+    let sudo = bin.join("sudo");
+    std::fs::write(
+        &sudo,
+        format!(
+            "#!/bin/sh\necho \"sudo $*\" | head -c 60 >> {log}\necho >> {log}\n\
+             [ \"$1\" = -v ] && exit 0\n\
+             while [ $# -gt 0 ]; do case \"$1\" in -n|--preserve-env=*) shift;; --) shift; break;; *) break;; esac; done\n\
+             exec \"$@\"\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    open(&sudo, 0o755);
+    let recipe = root.join("r.yaml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "name: priv\nsteps:\n  - id: plain\n    run: echo \"plain uid=$(id -u)\" >> {log}\n  \
+             - id: root-step\n    privileged: true\n    env: {{ FOO: bar }}\n    \
+             run: echo \"privileged FOO=$FOO\" >> {log}\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    open(&recipe, 0o644);
+    let out = std::process::Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "env"])
+        .arg(format!("PATH={}:/usr/bin:/bin", bin.display()))
+        .arg(format!("HOME={}", root.display()))
+        .arg("CI=1")
+        .arg(assert_cmd::cargo::cargo_bin("pinstack"))
+        .arg("--workspace")
+        .arg(root.join("ws"))
+        .arg("--recipe")
+        .arg(&recipe)
+        .arg("up")
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = calls.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        lines[0], "sudo -v",
+        "sudo is asked first, before any step: {calls}"
+    );
+    assert_eq!(lines[1], "plain uid=65534", "{calls}");
+    assert!(
+        lines[2].starts_with("sudo -n --preserve-env=FOO -- bash"),
+        "the privileged step runs through sudo -n: {calls}"
+    );
+    assert_eq!(lines[3], "privileged FOO=bar", "{calls}");
+    assert_eq!(lines.len(), 4, "{calls}");
+}
+
+fn rustix_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n")
+}
