@@ -1257,7 +1257,7 @@ fn privileged_steps_go_through_sudo_asked_for_once_up_front() {
     );
     assert_eq!(lines[1], "plain uid=65534", "{calls}");
     assert!(
-        lines[2].starts_with("sudo -n --preserve-env=FOO -- bash"),
+        lines[2].starts_with("sudo -n --preserve-env=FOO,PINSTACK_EXPORT -- bash"),
         "the privileged step runs through sudo -n: {calls}"
     );
     assert_eq!(lines[3], "privileged FOO=bar", "{calls}");
@@ -1269,4 +1269,142 @@ fn rustix_is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout == b"0\n")
+}
+
+/// A step's `$PINSTACK_EXPORT` lines reach the steps that need it (directly or not), are part of
+/// their fingerprints, and a secret-looking name is refused.
+#[test]
+fn exported_values_reach_the_steps_that_need_them() {
+    let yaml = recipe(
+        "name: exports\nenv:\n  LIB: recipe-default\n",
+        &[
+            step(
+                "env",
+                &[],
+                &["echo \"LIB=$(cat \"${recipe_dir}/in/lib.txt\")\" >> \"$PINSTACK_EXPORT\""],
+            ),
+            step(
+                "mid",
+                &[],
+                &["echo \"mid sees $LIB\" > \"${workspace}/mid.txt\""],
+            ),
+            step(
+                "leaf",
+                &[],
+                &["echo \"leaf sees $LIB\" > \"${workspace}/leaf.txt\""],
+            ),
+            step(
+                "alone",
+                &["needs: []"],
+                &["echo \"alone sees $LIB\" > \"${workspace}/alone.txt\""],
+            ),
+        ],
+    );
+    let t = RecipeTest::new(&yaml);
+    t.write("in/lib.txt", "/opt/one\n");
+    t.up(&[], 0);
+    let read = |f: &str| std::fs::read_to_string(t.ws_path(f)).unwrap();
+    assert_eq!(read("mid.txt"), "mid sees /opt/one\n");
+    assert_eq!(read("leaf.txt"), "leaf sees /opt/one\n", "through `mid`");
+    assert_eq!(read("alone.txt"), "alone sees recipe-default\n");
+    t.up(&[], 0);
+    t.assert_counts(&[("env", 1), ("mid", 1), ("leaf", 1), ("alone", 1)]);
+
+    // A new exported value reruns the steps that receive it; `why` names it.
+    t.write("in/lib.txt", "/opt/two\n");
+    t.run(&["reset", "env"], &[], 0);
+    t.up(&["--only", "env"], 0);
+    let why = text(&t.run(&["why", "mid"], &[], 0).stdout);
+    assert!(
+        why.contains("LIB") || why.contains("env ran again"),
+        "{why}"
+    );
+    t.up(&[], 0);
+    assert_eq!(read("leaf.txt"), "leaf sees /opt/two\n");
+    t.assert_counts(&[("env", 2), ("mid", 2), ("leaf", 2), ("alone", 1)]);
+
+    // A secret is never stored, so it cannot be exported.
+    let bad = recipe(
+        "name: exports-bad",
+        &[step(
+            "leak",
+            &[],
+            &["echo API_TOKEN=x >> \"$PINSTACK_EXPORT\""],
+        )],
+    );
+    let t = RecipeTest::new(&bad);
+    let out = t.up(&[], 3);
+    assert!(
+        all_output(&out).contains("API_TOKEN"),
+        "{}",
+        all_output(&out)
+    );
+    assert_eq!(t.statuses(), vec![("leak".to_owned(), "failed".to_owned())]);
+}
+
+/// `cleanup:` runs after its step whatever the outcome: success, failure, timeout, Ctrl-C, and
+/// (by the next `up`) after pinstack itself was killed.
+#[test]
+fn cleanup_runs_after_success_failure_interrupt_and_a_killed_run() {
+    let yaml = "name: cleanup\nsteps:\n  - id: work\n    run: |\n      \
+                echo started >> \"${workspace}/work.log\"\n      \
+                [ -e \"${recipe_dir}/slow\" ] && sleep 30\n      \
+                [ -e \"${recipe_dir}/ok\" ] || exit 5\n    \
+                cleanup: echo cleaned >> \"${workspace}/cleanup.log\"\n";
+    let t = RecipeTest::new(yaml);
+    let cleanups = || {
+        std::fs::read_to_string(t.ws_path("cleanup.log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    t.up(&[], 3);
+    assert_eq!(cleanups(), 1, "after a failure");
+    let log = text(&t.run(&["logs", "work"], &[], 0).stdout);
+    assert!(log.contains("# cleanup"), "{log}");
+
+    t.write("ok", "");
+    t.up(&[], 0);
+    assert_eq!(cleanups(), 2, "after a success");
+
+    // Ctrl-C during the step: the cleanup still runs.
+    t.write("slow", "");
+    t.run(&["reset", "work"], &[], 0);
+    let child = t.spawn_up(&[]);
+    wait_until(|| {
+        std::fs::read_to_string(t.ws_path("work.log")).is_ok_and(|s| s.lines().count() == 3)
+    });
+    kill("INT", child.id());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", all_output(&out));
+    assert_eq!(cleanups(), 3, "after an interrupt");
+
+    // pinstack killed outright: the next `up` runs the cleanup before anything else.
+    let mut child = t.spawn_up(&[]);
+    wait_until(|| {
+        std::fs::read_to_string(t.ws_path("work.log")).is_ok_and(|s| s.lines().count() == 4)
+    });
+    kill("KILL", child.id());
+    let _ = child.wait();
+    assert_eq!(cleanups(), 3, "nothing ran the cleanup yet");
+    std::fs::remove_file(t.fx.path("slow")).unwrap();
+    let out = t.up(&[], 0);
+    assert!(
+        all_output(&out).contains("ran the cleanup of step work"),
+        "{}",
+        all_output(&out)
+    );
+    assert_eq!(
+        cleanups(),
+        5,
+        "once for the killed run, once after the rerun"
+    );
+}
+
+fn wait_until(mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < until, "timed out waiting");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

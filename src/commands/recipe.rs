@@ -202,6 +202,13 @@ pub fn up(p: &Printer, globals: &Globals, opts: &UpOptions) -> Result<ExitStatus
                     dry_run_text.push_str(&format!("  env {}={}\n", e.name, value));
                 }
             }
+            UpEvent::CleanedUp { step, ok } => {
+                p.note(&format!(
+                    "    ran the cleanup of step {}, left behind by a killed run: {}",
+                    step.id,
+                    if ok { "ok" } else { "FAILED (see its log)" }
+                ));
+            }
             UpEvent::StoppedLeftover { step, group } => {
                 p.note(&format!(
                     "    stopped process group {group} left running by an interrupted run of step {}",

@@ -54,6 +54,7 @@ pub fn components(step: &Step, pins: Option<&Pins>, salt: &[u8]) -> Components {
             Action::Sources => serde_json::json!({"uses": "sources"}),
         },
         "cwd": step.cwd.display().to_string(),
+        "cleanup": step.cleanup.as_deref().map(hide),
         "privileged": step.privileged,
         "reboot": step.reboot,
     });

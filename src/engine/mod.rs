@@ -67,10 +67,44 @@ pub fn plan(recipe: &Recipe, pins: Option<&Pins>, store: &Store) -> Vec<StepPlan
     let mut plans: HashMap<String, StepPlan> = HashMap::new();
     let mut out = Vec::with_capacity(recipe.steps.len());
     for step in &recipe.steps {
-        let components = fingerprint::components(step, pins, &salt);
-        let p = evaluate(step, components, store, &plans, &boot);
+        let step = with_exports(recipe, step, store);
+        let components = fingerprint::components(&step, pins, &salt);
+        let p = evaluate(&step, components, store, &plans, &boot);
         plans.insert(step.id.clone(), p.clone());
         out.push(p);
+    }
+    out
+}
+
+/// The step with the values that the steps it needs (directly or through others) exported,
+/// taken from their last successful runs; an exported value overrides the recipe's env.
+pub fn with_exports(recipe: &Recipe, step: &Step, store: &Store) -> Step {
+    let mut upstream: BTreeSet<&str> = BTreeSet::new();
+    let mut todo: Vec<&str> = step.needs.iter().map(String::as_str).collect();
+    while let Some(id) = todo.pop() {
+        if upstream.insert(id)
+            && let Some(s) = recipe.step(id)
+        {
+            todo.extend(s.needs.iter().map(String::as_str));
+        }
+    }
+    let mut out = step.clone();
+    for s in recipe
+        .steps
+        .iter()
+        .filter(|s| upstream.contains(s.id.as_str()))
+    {
+        let Some(cp) = store.checkpoint(&s.id) else {
+            continue;
+        };
+        for (name, value) in cp.exports {
+            out.env.retain(|e| e.name != name);
+            out.env.push(crate::recipe::EnvVar {
+                name,
+                value,
+                secret: false,
+            });
+        }
     }
     out
 }

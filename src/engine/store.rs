@@ -26,6 +26,9 @@ pub struct Checkpoint {
     pub duration_ms: u64,
     /// The boot this run happened in (for steps that need a reboot afterwards).
     pub boot_id: String,
+    /// What the step exported (through `$PINSTACK_EXPORT`) for the steps that need it.
+    #[serde(default)]
+    pub exports: Vec<(String, String)>,
 }
 
 /// How the last attempt ended.
@@ -111,6 +114,11 @@ impl Store {
     /// The log of the run before it.
     pub fn previous_log_path(&self, id: &str) -> PathBuf {
         self.logs.join(format!("{id}.previous.log"))
+    }
+
+    /// The file a step writes `NAME=VALUE` lines into, for the steps that need it.
+    pub fn export_path(&self, id: &str) -> PathBuf {
+        self.steps.join(format!("{id}.export"))
     }
 
     /// The last successful run of a step.

@@ -53,6 +53,8 @@ pub enum UpEvent<'a> {
     },
     /// A still-running group of an earlier, killed pinstack is stopped first.
     StoppedLeftover { step: &'a Step, group: u32 },
+    /// The cleanup of a step that a killed pinstack left behind ran.
+    CleanedUp { step: &'a Step, ok: bool },
 }
 
 /// How `up` ended.
@@ -116,6 +118,9 @@ pub fn up(
         store.salt()?
     };
     let boot = store::boot_id();
+    if !opts.dry_run {
+        recover_crashed(recipe, store, events)?;
+    }
     let forced: HashSet<&str> = match (&opts.only, &opts.from) {
         (Some(only), _) => [only.as_str()].into(),
         (None, Some(from)) => recipe
@@ -152,6 +157,8 @@ pub fn up(
         if interrupt.raised() {
             return Ok(UpResult::Interrupted { step: None });
         }
+        let with_exports = super::with_exports(recipe, step, store);
+        let step = &with_exports;
         let components = fingerprint::components(step, pins, &salt);
         let mut plan = evaluate(step, components, store, &plans, &boot);
         let wanted = if opts.only.is_some() {
@@ -194,14 +201,6 @@ pub fn up(
             plans.insert(step.id.clone(), plan);
             continue;
         }
-        if let Some(a) = store.attempt(&step.id)
-            && let Some(group) = a.group
-            && a.status == AttemptStatus::Running
-            && !runner::process_alive(a.pid)
-            && runner::stop_leftover_group(group)
-        {
-            events(UpEvent::StoppedLeftover { step, group });
-        }
         events(UpEvent::Start {
             index,
             total,
@@ -216,6 +215,14 @@ pub fn up(
             outcome: &outcome,
             elapsed,
         });
+        let exports = match outcome {
+            Outcome::Success => read_exports(&store.export_path(&step.id)),
+            _ => Ok(Vec::new()),
+        };
+        let (outcome, exports) = match exports {
+            Ok(e) => (outcome, e),
+            Err(detail) => (Outcome::Failed(detail), Vec::new()),
+        };
         match outcome {
             Outcome::Success => {
                 let needs = step
@@ -232,6 +239,7 @@ pub fn up(
                     finished_at: store::now(),
                     duration_ms: elapsed.as_millis() as u64,
                     boot_id: boot.clone(),
+                    exports,
                 };
                 store.save_checkpoint(&cp)?;
                 store.clear_attempt(&step.id)?;
@@ -303,6 +311,24 @@ fn run_step(
     interrupt: &Interrupt,
     events: &mut dyn FnMut(UpEvent<'_>),
 ) -> Result<Outcome, UpError> {
+    let export = store.export_path(&step.id);
+    if let Some(dir) = export.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| UpError::Log {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    std::fs::write(&export, b"").map_err(|source| UpError::Log {
+        path: export.clone(),
+        source,
+    })?;
+    let mut with_export = step.clone();
+    with_export.env.push(crate::recipe::EnvVar {
+        name: "PINSTACK_EXPORT".to_owned(),
+        value: export.display().to_string(),
+        secret: false,
+    });
+    let step = &with_export;
     let log_path = store.log_path(&step.id);
     if log_path.exists() {
         let _ = std::fs::rename(&log_path, store.previous_log_path(&step.id));
@@ -362,8 +388,111 @@ fn run_step(
         }
     };
     writeln!(log, "# outcome: {outcome:?}").map_err(log_err)?;
+    let outcome = match run_cleanup(step, use_sudo, &mut log, &mut |line| {
+        events(UpEvent::Line { line })
+    })
+    .map_err(log_err)?
+    {
+        Some(Outcome::Success) | None => outcome,
+        Some(failed) if outcome == Outcome::Success => Outcome::Failed(format!(
+            "its cleanup failed ({})",
+            match failed {
+                Outcome::Failed(d) => d,
+                other => format!("{other:?}"),
+            }
+        )),
+        Some(_) => outcome,
+    };
     log.flush().map_err(log_err)?;
     Ok(outcome)
+}
+
+/// Runs a step's `cleanup:` script, whatever became of the step; its output goes to the step's
+/// log. A Ctrl-C that stopped the step does not stop its cleanup, which has ten minutes.
+fn run_cleanup(
+    step: &Step,
+    use_sudo: bool,
+    log: &mut dyn Write,
+    on_line: &mut dyn FnMut(&str),
+) -> std::io::Result<Option<Outcome>> {
+    let Some(script) = &step.cleanup else {
+        return Ok(None);
+    };
+    let cleanup = Step {
+        action: Action::Run(script.clone()),
+        timeout: Some(Duration::from_secs(600)),
+        ..step.clone()
+    };
+    writeln!(log, "# cleanup")?;
+    let outcome = runner::run(
+        &cleanup,
+        use_sudo,
+        log,
+        &step.secrets,
+        &Interrupt::default(),
+        on_line,
+        &mut |_| {},
+    )?;
+    writeln!(log, "# cleanup outcome: {outcome:?}")?;
+    Ok(Some(outcome))
+}
+
+/// After pinstack was killed while steps ran: stops what they left running and runs their
+/// cleanups, before anything else.
+fn recover_crashed(
+    recipe: &Recipe,
+    store: &Store,
+    events: &mut dyn FnMut(UpEvent<'_>),
+) -> Result<(), UpError> {
+    let root = rustix::process::geteuid().is_root();
+    for step in &recipe.steps {
+        let Some(a) = store.attempt(&step.id) else {
+            continue;
+        };
+        if a.status != AttemptStatus::Running || runner::process_alive(a.pid) {
+            continue;
+        }
+        if let Some(group) = a.group
+            && runner::stop_leftover_group(group)
+        {
+            events(UpEvent::StoppedLeftover { step, group });
+        }
+        if step.cleanup.is_some() {
+            let log_path = store.log_path(&step.id);
+            let log_err = |source| UpError::Log {
+                path: log_path.clone(),
+                source,
+            };
+            if let Some(dir) = log_path.parent() {
+                std::fs::create_dir_all(dir).map_err(log_err)?;
+            }
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .map_err(log_err)?;
+            writeln!(
+                log,
+                "# pinstack was killed while this step ran; cleaning up"
+            )
+            .map_err(log_err)?;
+            let outcome = run_cleanup(step, step.privileged && !root, &mut log, &mut |_| {})
+                .map_err(log_err)?;
+            events(UpEvent::CleanedUp {
+                step,
+                ok: outcome == Some(Outcome::Success),
+            });
+        }
+        store.save_attempt(
+            &step.id,
+            &Attempt {
+                status: AttemptStatus::Interrupted,
+                detail: "pinstack was killed while it ran".to_owned(),
+                ..a
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// The built-in `uses: sources`: fetch and apply every pinned repo.
@@ -445,4 +574,35 @@ impl Drop for SudoKeeper {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
     }
+}
+
+/// Reads the `NAME=VALUE` lines a step wrote to `$PINSTACK_EXPORT`.
+fn read_exports(path: &std::path::Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            return Err(format!(
+                "line {} of its $PINSTACK_EXPORT is not NAME=VALUE",
+                n + 1
+            ));
+        };
+        let valid = !name.is_empty()
+            && !name.as_bytes()[0].is_ascii_digit()
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return Err(format!("it exported an invalid name {name:?}"));
+        }
+        if crate::recipe::looks_secret(name) {
+            return Err(format!(
+                "it exported {name}, whose name says it is a secret: secrets are never stored"
+            ));
+        }
+        out.retain(|(n, _)| n != name);
+        out.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(out)
 }

@@ -81,6 +81,9 @@ pub struct Step {
     /// Every secret value of the recipe, longest first: redacted from its logs and output, and
     /// hashed with the salt in its fingerprint.
     pub secrets: Vec<String>,
+    /// A bash script run after the step ends, whatever the outcome (success, failure, timeout,
+    /// interrupt), and by the next `up` when pinstack was killed while the step ran.
+    pub cleanup: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +129,8 @@ struct RawStep {
     reboot: bool,
     #[serde(default)]
     cwd: Option<Spanned<String>>,
+    #[serde(default)]
+    cleanup: Option<Spanned<String>>,
 }
 
 /// Inputs a recipe is loaded with.
@@ -275,6 +280,17 @@ impl Recipe {
                 }
                 None => workspace.clone(),
             };
+            let cleanup = match &s.cleanup {
+                Some(c) => {
+                    let (script, carried) = scope.script(c).map_err(|m| err(&c.referenced, m))?;
+                    for var in carried {
+                        step_env.retain(|e| e.name != var.name);
+                        step_env.push(var);
+                    }
+                    Some(script)
+                }
+                None => None,
+            };
             let title = match &s.title {
                 Some(t) => scope.plain(t).map_err(|m| err(&t.referenced, m))?,
                 None => id.clone(),
@@ -292,6 +308,7 @@ impl Recipe {
                 cwd,
                 line: raw_step.referenced.line() as usize,
                 secrets: Vec::new(),
+                cleanup,
             });
         }
         // Every `needs` names a step, and there is no cycle.
