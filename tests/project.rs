@@ -32,7 +32,14 @@ fn the_project_pins_hold_the_reference_facts() {
     let names: Vec<&str> = pins.repos.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         names,
-        ["vllm", "llm-scaler", "vllm-xpu-kernels", "sycl-tla", "lab"]
+        [
+            "vllm",
+            "llm-scaler",
+            "vllm-xpu-kernels",
+            "sycl-tla",
+            "lab",
+            "lab-hardened"
+        ]
     );
     for repo in &pins.repos {
         assert_eq!(
@@ -107,6 +114,14 @@ fn the_project_pins_hold_the_reference_facts() {
     assert_eq!(lab.commit, "510e00ed17fb15b2f7afcb2a1d17beca38a48561");
     assert!(!lab.submodules);
     no_patches(lab);
+
+    let hardened = pins.repo("lab-hardened").unwrap();
+    assert_eq!(
+        hardened.url,
+        "https://github.com/bosd/b70-optimization-lab.git"
+    );
+    assert_eq!(hardened.commit, "54de4d95cf36143b58acad9d0d89eaf7821d8a5c");
+    no_patches(hardened);
 }
 
 #[test]
@@ -116,7 +131,7 @@ fn the_binary_reads_the_project_pins_without_a_network() {
     let pins = Path::new(env!("CARGO_MANIFEST_DIR")).join("pins.yaml");
     let v = fx.json(&["--pins", &pins.display().to_string(), "audit"], 1);
     let repos = v["repos"].as_array().unwrap();
-    assert_eq!(repos.len(), 5, "{v:#}");
+    assert_eq!(repos.len(), 6, "{v:#}");
     for r in repos {
         assert_eq!(r["head_state"], "missing", "{r:#}");
         assert_eq!(r["clean_as_pinned"], false);

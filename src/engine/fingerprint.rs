@@ -51,7 +51,7 @@ pub fn components(step: &Step, pins: Option<&Pins>, salt: &[u8]) -> Components {
             Action::Argv(argv) => {
                 serde_json::json!({"argv": argv.iter().map(|a| hide(a)).collect::<Vec<_>>()})
             }
-            Action::Sources => serde_json::json!({"uses": "sources"}),
+            Action::Sources(repos) => serde_json::json!({"uses": "sources", "repos": repos}),
         },
         "cwd": step.cwd.display().to_string(),
         "cleanup": step.cleanup.as_deref().map(hide),
@@ -76,9 +76,10 @@ pub fn components(step: &Step, pins: Option<&Pins>, salt: &[u8]) -> Components {
         .map(|p| (p.display().to_string(), digest_path(p)))
         .collect();
     let pins = match (&step.action, pins) {
-        (Action::Sources, Some(pins)) => pins
+        (Action::Sources(only), Some(pins)) => pins
             .repos
             .iter()
+            .filter(|r| only.is_empty() || only.contains(&r.name))
             .map(|r| {
                 let bundles: Vec<String> = r
                     .patches

@@ -60,7 +60,13 @@ pub fn command_line(step: &Step, sudo: bool) -> Vec<String> {
             script.clone(),
         ],
         Action::Argv(a) => a.clone(),
-        Action::Sources => vec!["(built in: fetch and apply the pins)".into()],
+        Action::Sources(repos) if repos.is_empty() => {
+            vec!["(built in: fetch and apply every pinned repo)".into()]
+        }
+        Action::Sources(repos) => vec![format!(
+            "(built in: fetch and apply the pinned repos {})",
+            repos.join(", ")
+        )],
     };
     if sudo {
         let names: Vec<&str> = step.env.iter().map(|e| e.name.as_str()).collect();
@@ -101,6 +107,10 @@ pub fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    // Steps can call pinstack itself (`"$PINSTACK" doctor`, say).
+    if let Ok(me) = std::env::current_exe() {
+        cmd.env("PINSTACK", me);
+    }
     for e in &step.env {
         cmd.env(&e.name, &e.value);
     }

@@ -357,7 +357,7 @@ fn run_step(
         },
     )?;
     let outcome = match &step.action {
-        Action::Sources => run_sources(pins, ws, &mut log, &mut |line| {
+        Action::Sources(only) => run_sources(pins, only, ws, &mut log, &mut |line| {
             events(UpEvent::Line { line })
         }),
         _ => {
@@ -498,6 +498,7 @@ fn recover_crashed(
 /// The built-in `uses: sources`: fetch and apply every pinned repo.
 fn run_sources(
     pins: Option<&Pins>,
+    only: &[String],
     ws: &Workspace,
     log: &mut dyn Write,
     on_line: &mut dyn FnMut(&str),
@@ -509,7 +510,16 @@ fn run_sources(
         let _ = writeln!(log, "{line}");
         on_line(&line);
     };
-    for repo in &pins.repos {
+    if let Some(unknown) = only.iter().find(|n| pins.repo(n).is_err()) {
+        return Outcome::Failed(format!(
+            "repos: names {unknown:?}, which pins.yaml does not pin"
+        ));
+    }
+    for repo in pins
+        .repos
+        .iter()
+        .filter(|r| only.is_empty() || only.contains(&r.name))
+    {
         match source::apply(ws, pins, repo, ApplyOptions::default()) {
             Ok(report) => say(
                 format!(

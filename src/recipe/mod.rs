@@ -57,8 +57,8 @@ pub enum Action {
     Run(String),
     /// A program and its arguments, no shell.
     Argv(Vec<String>),
-    /// Built in: fetch and apply the pins.
-    Sources,
+    /// Built in: fetch and apply the pins (these repos, or all when empty).
+    Sources(Vec<String>),
 }
 
 /// One step of a recipe.
@@ -131,6 +131,8 @@ struct RawStep {
     cwd: Option<Spanned<String>>,
     #[serde(default)]
     cleanup: Option<Spanned<String>>,
+    #[serde(default)]
+    repos: Option<Vec<Spanned<String>>>,
 }
 
 /// Inputs a recipe is loaded with.
@@ -247,7 +249,9 @@ impl Recipe {
                     Action::Argv(items)
                 }
                 (None, None, Some(uses)) => match uses.value.as_str() {
-                    "sources" => Action::Sources,
+                    "sources" => {
+                        Action::Sources(s.repos.iter().flatten().map(|r| r.value.clone()).collect())
+                    }
                     other => {
                         return Err(err(
                             &uses.referenced,
@@ -264,6 +268,15 @@ impl Recipe {
                     ));
                 }
             };
+            if let Some(repos) = &s.repos
+                && !matches!(action, Action::Sources(_))
+            {
+                let at = repos.first().map_or(raw_step.referenced, |r| r.referenced);
+                return Err(err(
+                    &at,
+                    format!("step {id}: repos: goes with `uses: sources`"),
+                ));
+            }
             let mut inputs = Vec::with_capacity(s.inputs.len());
             for i in &s.inputs {
                 let value = scope.plain(i).map_err(|m| err(&i.referenced, m))?;
