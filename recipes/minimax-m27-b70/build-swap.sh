@@ -4,7 +4,7 @@
 # marker, and removed only if this marker says pinstack made it: never a file it did not
 # create. `on` also removes a swap left behind by a crash (the marker is still there).
 #
-# Usage: build-swap.sh on MARKER NEED_GIB     (SWAP_FILE, SWAP_SIZE from the environment)
+# Usage: build-swap.sh on MARKER NEED_GIB [HOST_ROOT]   (SWAP_FILE, SWAP_SIZE from the environment)
 #        build-swap.sh off MARKER
 set -euo pipefail
 action=$1
@@ -26,9 +26,10 @@ case "$action" in
   off) off ;;
   on)
     need_gib=$3
+    meminfo=${4:-/}/proc/meminfo
     off   # a swap left behind by a killed run
-    mem_kb=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
-    swap_kb=$(awk '/^SwapTotal:/ { print $2 }' /proc/meminfo)
+    mem_kb=$(awk '/^MemTotal:/ { print $2 }' "$meminfo")
+    swap_kb=$(awk '/^SwapTotal:/ { print $2 }' "$meminfo")
     have_gib=$(( (mem_kb + swap_kb) / 1024 / 1024 ))
     if [ "$have_gib" -ge "$need_gib" ]; then
       echo "memory + swap is ${have_gib} GiB: no build swap needed"
