@@ -560,45 +560,11 @@ fn export_residual(
     expected: &Tree<'_>,
     out: &Path,
 ) -> Result<Option<Residual>, SourceError> {
-    let mut opts = git2::DiffOptions::new();
-    opts.include_untracked(true)
-        .recurse_untracked_dirs(true)
-        .show_untracked_content(true)
-        .show_binary(true)
-        .include_typechange(true)
-        .ignore_submodules(true);
-    let diff = r
-        .diff_tree_to_workdir(Some(expected), Some(&mut opts))
-        .map_err(local(name, "diffing the work tree"))?;
-    let text = git::print_patch(&diff).map_err(local(name, "writing the residual"))?;
-    if text.is_empty() {
+    let Some(patch) = source::capture(r, name, expected, pin_tree, "the residual")? else {
         return Ok(None);
-    }
-    let patch = Patch::parse(text.clone()).map_err(|e| SourceError::Refused {
-        repo: name.to_owned(),
-        message: format!("the residual is not a readable diff ({e}); nothing was written"),
-    })?;
-    let rebuilt = source::apply_patch(r, expected, &patch).map_err(|f| SourceError::Refused {
-        repo: name.to_owned(),
-        message: format!(
-            "the residual would not reproduce the tree ({}); nothing was written",
-            f.detail
-        ),
-    })?;
-    let rebuilt = r
-        .find_tree(rebuilt)
-        .map_err(local(name, "reading a tree"))?;
-    let left = source::compare(r, name, pin_tree, &rebuilt)?;
-    if !left.is_empty() {
-        return Err(SourceError::Refused {
-            repo: name.to_owned(),
-            message: format!(
-                "pin + bundles + residual would not reproduce these paths, so nothing was written:{}",
-                left.listing(10)
-            ),
-        });
-    }
-    let encoded = bundle::encode(&text);
+    };
+    let text = patch.as_bytes();
+    let encoded = bundle::encode(text);
     fsutil::write_atomic(out, &encoded).map_err(|e| SourceError::Io {
         path: out.to_owned(),
         source: e,
@@ -606,7 +572,7 @@ fn export_residual(
     Ok(Some(Residual {
         path: out.to_owned(),
         sha256: bundle::sha256_hex(&encoded),
-        diff_sha256: bundle::sha256_hex(&text),
+        diff_sha256: bundle::sha256_hex(text),
         files: patch.files.len(),
     }))
 }

@@ -2,6 +2,7 @@
 
 mod apply;
 mod bundles;
+mod capture;
 mod check;
 mod fetch;
 mod record;
@@ -18,8 +19,9 @@ pub use fetch::{FetchReport, fetch};
 pub use tree::{Diagnosis, Failure};
 pub use worktree::{PathClass, PathState, WorktreeDiff};
 
+pub(crate) use capture::capture;
 pub(crate) use tree::apply_patch;
-pub(crate) use worktree::{WorkFiles, classify, compare, entry, on_disk, tree_changes};
+pub(crate) use worktree::{WorkFiles, classify, entry, on_disk, tree_changes};
 
 use crate::git::GitError;
 

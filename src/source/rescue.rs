@@ -3,10 +3,9 @@
 use std::path::PathBuf;
 
 use git2::build::CheckoutBuilder;
-use git2::{DiffOptions, Repository, ResetType};
+use git2::{Repository, ResetType};
 
-use super::{SourceError, Workspace, tree, worktree};
-use crate::diff::Patch;
+use super::{SourceError, Workspace, capture};
 use crate::git::local;
 use crate::{bundle, fsutil};
 
@@ -24,56 +23,29 @@ pub fn save_and_reset(
         .and_then(|h| h.peel_to_commit())
         .map_err(local(name, "reading HEAD"))?;
     let head_tree = head.tree().map_err(local(name, "reading HEAD's tree"))?;
-    let diff_text = workdir_diff(r, name, &head_tree)?;
+    let captured = capture::capture(r, name, &head_tree, &head_tree, "the rescue bundle")?;
     let stamp = fsutil::utc_stamp();
-    let rescue = if diff_text.is_empty() {
-        None
-    } else {
-        let patch = Patch::parse(diff_text.clone()).map_err(|e| SourceError::Refused {
-            repo: name.to_owned(),
-            message: format!(
-                "cannot save the local changes as a bundle ({e}); nothing was changed"
-            ),
-        })?;
-        crate::git::in_memory_writes(r, name)?;
-        let rebuilt = tree::apply_patch(r, &head_tree, &patch).map_err(|f| SourceError::Refused {
-            repo: name.to_owned(),
-            message: format!(
-                "the rescue bundle would not reproduce the local changes ({}); nothing was changed",
-                f.detail
-            ),
-        })?;
-        let rebuilt = r
-            .find_tree(rebuilt)
-            .map_err(local(name, "reading the rescue tree"))?;
-        let left = worktree::compare(r, name, &head_tree, &rebuilt)?;
-        if !left.is_empty() {
-            return Err(SourceError::Refused {
-                repo: name.to_owned(),
-                message: format!(
-                    "the rescue bundle would not reproduce these local changes, so nothing was \
-                     changed:{}",
-                    left.listing(10)
-                ),
-            });
-        }
+    let rescue = if let Some(patch) = captured {
+        let diff_text = patch.as_bytes();
         let dir = ws.rescue_dir();
         let base = format!("{name}-{stamp}");
         let bundle_path = dir.join(format!("{base}.patch.gz.b64"));
         let note_path = dir.join(format!("{base}.txt"));
-        let encoded = bundle::encode(&diff_text);
+        let encoded = bundle::encode(diff_text);
         fsutil::write_atomic(&bundle_path, &encoded).map_err(SourceError::io(&bundle_path))?;
         let note = format!(
             "repo: {name}\nbase commit: {head}\nsha256: {}\ndiff_sha256: {}\n\
              restore: git -C <checkout> checkout --detach {head} && \
              pinstack bundle unpack {} | git -C <checkout> apply\n",
             bundle::sha256_hex(&encoded),
-            bundle::sha256_hex(&diff_text),
+            bundle::sha256_hex(diff_text),
             bundle_path.display(),
             head = head.id()
         );
         fsutil::write_atomic(&note_path, note.as_bytes()).map_err(SourceError::io(&note_path))?;
         Some(bundle_path)
+    } else {
+        None
     };
     r.reference(
         &format!("refs/pinstack/rescue/{stamp}"),
@@ -93,23 +65,4 @@ pub fn save_and_reset(
     r.checkout_head(Some(&mut clean))
         .map_err(local(name, "removing untracked files"))?;
     Ok(rescue)
-}
-
-/// `git diff HEAD` of the work tree, untracked files included, binary safe.
-fn workdir_diff(
-    r: &Repository,
-    name: &str,
-    head_tree: &git2::Tree<'_>,
-) -> Result<Vec<u8>, SourceError> {
-    let mut opts = DiffOptions::new();
-    opts.include_untracked(true)
-        .recurse_untracked_dirs(true)
-        .show_untracked_content(true)
-        .show_binary(true)
-        .include_typechange(true)
-        .ignore_submodules(true);
-    let diff = r
-        .diff_tree_to_workdir(Some(head_tree), Some(&mut opts))
-        .map_err(local(name, "diffing the work tree"))?;
-    Ok(crate::git::print_patch(&diff).map_err(local(name, "writing the rescue diff"))?)
 }
