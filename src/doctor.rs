@@ -222,11 +222,7 @@ fn display(cards: &[Card], context: u32) -> Check {
             None,
         )
     } else {
-        let level = if context > 24576 {
-            Level::Fail
-        } else {
-            Level::Warn
-        };
+        let level = display_level(context);
         check(
             "display",
             level,
@@ -237,6 +233,15 @@ fn display(cards: &[Card], context: u32) -> Check {
             ),
             fix,
         )
+    }
+}
+
+/// A display on a B70 rules out a context above 24576 tokens; below, it only costs headroom.
+fn display_level(context: u32) -> Level {
+    if context > 24576 {
+        Level::Fail
+    } else {
+        Level::Warn
     }
 }
 
@@ -253,11 +258,7 @@ fn cmdline(root: &Path, context: u32) -> Check {
             None,
         )
     } else {
-        let level = if context > 24576 {
-            Level::Fail
-        } else {
-            Level::Warn
-        };
+        let level = display_level(context);
         check(
             "cmdline",
             level,
