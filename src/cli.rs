@@ -111,6 +111,9 @@ enum CliCommand {
         #[arg(long, value_name = "TOKENS", default_value_t = 32768)]
         context: u32,
     },
+    /// The recipe's serving profiles: the resolved command line and environment of each.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Profile(ProfileCommand),
     /// Every step of the recipe with its status (done, pending, stale, failed) and the reason.
     #[command(after_help = EXIT_CODES)]
     Plan {
@@ -158,6 +161,19 @@ enum CliCommand {
         /// Keep the demo in DIR (created, must be empty) instead of a temporary folder.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ProfileCommand {
+    /// Every profile with its status, context length and source state.
+    List,
+    /// One profile: its command line, environment and readiness checks.
+    Show {
+        name: String,
+        /// Check every flag against the installed vLLM's `vllm serve --help` (exit 1 if any is unknown).
+        #[arg(long)]
+        check_flags: bool,
     },
 }
 
@@ -241,6 +257,10 @@ pub fn parse() -> (Globals, Command) {
         CliCommand::Lock { offline } => Command::Lock { offline },
         CliCommand::Demo { dir } => Command::Demo { dir },
         CliCommand::Doctor { root, context } => Command::Doctor { root, context },
+        CliCommand::Profile(ProfileCommand::List) => Command::ProfileList,
+        CliCommand::Profile(ProfileCommand::Show { name, check_flags }) => {
+            Command::ProfileShow { name, check_flags }
+        }
         CliCommand::Plan { recipe } => {
             recipe_arg = recipe;
             Command::Plan

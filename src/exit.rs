@@ -91,6 +91,7 @@ pub fn classify(err: &anyhow::Error) -> ExitStatus {
         }
         if cause.is::<PinsError>()
             || cause.is::<YamlError>()
+            || cause.is::<crate::recipe::RecipeError>()
             || cause.is::<BundleError>()
             || cause.is::<DiffError>()
             || cause.is::<UsageError>()

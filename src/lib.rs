@@ -16,6 +16,7 @@ pub mod pins;
 pub mod recipe;
 mod report;
 pub mod run;
+pub mod serve;
 pub mod source;
 pub mod yaml;
 

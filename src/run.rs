@@ -82,6 +82,11 @@ pub enum Command {
         root: PathBuf,
         context: u32,
     },
+    ProfileList,
+    ProfileShow {
+        name: String,
+        check_flags: bool,
+    },
     Plan,
     Up(crate::engine::UpOptions),
     Why {
@@ -141,6 +146,10 @@ pub fn run(globals: &Globals, command: Command) -> Result<ExitStatus> {
                 context,
             },
         ),
+        Command::ProfileList => commands::serve::list(p, globals),
+        Command::ProfileShow { name, check_flags } => {
+            commands::serve::show(p, globals, &name, check_flags)
+        }
         Command::Plan => commands::recipe::plan(p, globals),
         Command::Up(opts) => commands::recipe::up(p, globals, &opts),
         Command::Why { id } => commands::recipe::why(p, globals, &id),

@@ -16,3 +16,4 @@ mod pins;
 mod project;
 mod properties;
 mod recipe;
+mod serve;

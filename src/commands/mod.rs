@@ -4,4 +4,5 @@ pub mod audit;
 pub mod bundle;
 pub mod doctor;
 pub mod recipe;
+pub mod serve;
 pub mod source;

@@ -11,7 +11,7 @@ use crate::engine::{self, Outcome, Status, Store, UpEvent, UpOptions, UpResult};
 use crate::exit::{ExitStatus, UsageError};
 use crate::output::{Printer, StepProgress};
 use crate::pins::Pins;
-use crate::recipe::{LoadOptions, Recipe, RecipeError};
+use crate::recipe::{LoadOptions, Recipe};
 use crate::run::Globals;
 use crate::source::Workspace;
 
@@ -23,17 +23,17 @@ struct Loaded {
     store: Store,
 }
 
-fn load(globals: &Globals) -> Result<Loaded> {
+/// Loads the recipe `--recipe` names, with the caller's environment for `${env:...}`.
+pub fn load_recipe(globals: &Globals) -> Result<Recipe> {
     let opts = LoadOptions {
         workspace: globals.workspace.clone(),
         caller_env: std::env::vars().collect::<HashMap<_, _>>(),
     };
-    // A recipe that cannot be read or is invalid is bad input (exit 2); `RecipeError` is
-    // transparent over `YamlError`, so the error is unwrapped for `exit::classify` to see it.
-    let recipe = Recipe::load(&globals.recipe, &opts).map_err(|e| match e {
-        RecipeError::Yaml(y) => anyhow::Error::from(y),
-        read @ RecipeError::Read { .. } => UsageError(read.to_string()).into(),
-    })?;
+    Ok(Recipe::load(&globals.recipe, &opts)?)
+}
+
+fn load(globals: &Globals) -> Result<Loaded> {
+    let recipe = load_recipe(globals)?;
     let pins_path = recipe
         .pins
         .clone()

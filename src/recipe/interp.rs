@@ -270,9 +270,10 @@ impl<'a> Scope<'a> {
                 Some((n, d)) => (n, Some(d)),
                 None => (env, None),
             };
-            let value = match (self.caller.get(name), default) {
-                (Some(v), _) => v.clone(),
-                (None, Some(d)) => d.to_owned(),
+            // A default is recipe text, not the caller's: only a value the caller set is data.
+            let (value, from_caller) = match (self.caller.get(name), default) {
+                (Some(v), _) => (v.clone(), true),
+                (None, Some(d)) => (d.to_owned(), false),
                 (None, None) => {
                     return Err(format!(
                         "undefined variable ${{env:{name}}}: it is not set in the caller's \
@@ -288,7 +289,7 @@ impl<'a> Scope<'a> {
                 placeholder: format!("PINSTACK_ENV_{}", env_name(name)),
                 value: Resolved {
                     text: value,
-                    tainted: true,
+                    tainted: from_caller || secret,
                     secret,
                 },
             });

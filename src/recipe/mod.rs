@@ -38,6 +38,8 @@ pub struct Recipe {
     pub env: Vec<EnvVar>,
     /// Steps in run order (every step after the steps it needs).
     pub steps: Vec<Step>,
+    /// Serving profiles, resolved over the recipe's `serve:` base.
+    pub profiles: Vec<crate::serve::Profile>,
 }
 
 /// One environment variable of a step.
@@ -101,6 +103,10 @@ struct RawRecipe {
     #[serde(default)]
     env: Option<Ordered<Spanned<String>>>,
     steps: Vec<Spanned<RawStep>>,
+    #[serde(default)]
+    serve: Option<crate::serve::RawServe>,
+    #[serde(default)]
+    profiles: Option<Ordered<crate::serve::RawServe>>,
 }
 
 #[derive(Deserialize)]
@@ -352,7 +358,16 @@ impl Recipe {
             step.title = redact(&step.title, &secrets);
             step.secrets = secrets.clone();
         }
+        let serving = crate::serve::RawServing {
+            serve: raw.serve,
+            profiles: raw.profiles,
+        };
+        let profiles = crate::serve::resolve(&serving, &scope, &recipe_dir).map_err(|e| {
+            let at = e.at.unwrap_or(serde_saphyr::Location::UNKNOWN);
+            err(&at, e.message)
+        })?;
         Ok(Recipe {
+            profiles,
             path: path.to_owned(),
             dir: recipe_dir,
             name: raw.name.value.clone(),
