@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::engine::UpOptions;
 use crate::exit::EXIT_CODES;
-use crate::run::{AuditTarget, Command, Globals};
+use crate::run::{AuditTarget, Command, Globals, StatusOptions, Supervisor, SwitchOptions};
 
 /// Bring up a pinned, patched LLM serving stack reproducibly, and keep it honest afterwards.
 #[derive(Parser, Debug)]
@@ -114,6 +114,49 @@ enum CliCommand {
     /// The recipe's serving profiles: the resolved command line and environment of each.
     #[command(subcommand, after_help = EXIT_CODES)]
     Profile(ProfileCommand),
+    /// Stop the server pinstack owns, start a profile, wait until it is ready; roll back on failure.
+    #[command(after_help = EXIT_CODES)]
+    Switch {
+        profile: String,
+        /// Who keeps the server running.
+        #[arg(long, value_enum, default_value = "systemd")]
+        supervisor: SupervisorArg,
+        /// Allow a profile marked experimental.
+        #[arg(long)]
+        allow_experimental: bool,
+        /// Readiness deadline (90s, 30m) [default: the profile's ready_timeout].
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// The install prefix of the systemd units.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        prefix: PathBuf,
+    },
+    /// The current profile, its health, and whether what runs matches it.
+    #[command(after_help = EXIT_CODES)]
+    Status {
+        /// Also print the server log's last N lines.
+        #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "40")]
+        tail: Option<usize>,
+        /// The install prefix of the systemd units.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        prefix: PathBuf,
+    },
+    /// Render the launcher, one env file per profile and the systemd unit, with a manifest.
+    #[command(after_help = EXIT_CODES)]
+    InstallService {
+        /// Where to render (a root folder: etc/, usr/, var/ go under it).
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        prefix: PathBuf,
+        /// The user the server runs as [default: the user who called sudo].
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Report every generated file, venv file or native library changed since install-service.
+    #[command(after_help = EXIT_CODES)]
+    VerifyInstall {
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        prefix: PathBuf,
+    },
     /// Every step of the recipe with its status (done, pending, stale, failed) and the reason.
     #[command(after_help = EXIT_CODES)]
     Plan {
@@ -162,6 +205,16 @@ enum CliCommand {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum SupervisorArg {
+    Systemd,
+    Process,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::recipe::parse_duration(s)
 }
 
 #[derive(Subcommand, Debug)]
@@ -257,6 +310,25 @@ pub fn parse() -> (Globals, Command) {
         CliCommand::Lock { offline } => Command::Lock { offline },
         CliCommand::Demo { dir } => Command::Demo { dir },
         CliCommand::Doctor { root, context } => Command::Doctor { root, context },
+        CliCommand::Switch {
+            profile,
+            supervisor,
+            allow_experimental,
+            timeout,
+            prefix,
+        } => Command::Switch(SwitchOptions {
+            profile,
+            supervisor: match supervisor {
+                SupervisorArg::Systemd => Supervisor::Systemd,
+                SupervisorArg::Process => Supervisor::Process,
+            },
+            allow_experimental,
+            timeout,
+            prefix,
+        }),
+        CliCommand::Status { tail, prefix } => Command::Status(StatusOptions { tail, prefix }),
+        CliCommand::InstallService { prefix, user } => Command::InstallService { prefix, user },
+        CliCommand::VerifyInstall { prefix } => Command::VerifyInstall { prefix },
         CliCommand::Profile(ProfileCommand::List) => Command::ProfileList,
         CliCommand::Profile(ProfileCommand::Show { name, check_flags }) => {
             Command::ProfileShow { name, check_flags }

@@ -89,6 +89,19 @@ pub fn classify(err: &anyhow::Error) -> ExitStatus {
         if let Some(g) = cause.downcast_ref::<GitError>() {
             return git_status(g);
         }
+        if let Some(e) = cause.downcast_ref::<crate::serve::switch::SwitchError>() {
+            return e.exit_status();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::serve::status::StatusError>() {
+            return e.exit_status();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::serve::install::InstallError>() {
+            return if e.is_usage() {
+                ExitStatus::Invalid
+            } else {
+                ExitStatus::Failed
+            };
+        }
         if cause.is::<PinsError>()
             || cause.is::<YamlError>()
             || cause.is::<crate::recipe::RecipeError>()

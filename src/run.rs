@@ -36,6 +36,34 @@ impl Globals {
     }
 }
 
+/// Choices for `switch`.
+#[derive(Debug, Clone)]
+pub struct SwitchOptions {
+    pub profile: String,
+    /// `systemd` (the installed unit) or `process` (a pidfile and a process group).
+    pub supervisor: Supervisor,
+    pub allow_experimental: bool,
+    /// Readiness deadline; the profile's `ready_timeout` when `None`.
+    pub timeout: Option<std::time::Duration>,
+    /// The install prefix the systemd supervisor's units were rendered for.
+    pub prefix: PathBuf,
+}
+
+/// Who keeps the server running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Supervisor {
+    Systemd,
+    Process,
+}
+
+/// Choices for `status`.
+#[derive(Debug, Clone)]
+pub struct StatusOptions {
+    /// Print the server log's last lines.
+    pub tail: Option<usize>,
+    pub prefix: PathBuf,
+}
+
 /// A command, as plain values.
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -81,6 +109,15 @@ pub enum Command {
     Doctor {
         root: PathBuf,
         context: u32,
+    },
+    Switch(SwitchOptions),
+    Status(StatusOptions),
+    InstallService {
+        prefix: PathBuf,
+        user: Option<String>,
+    },
+    VerifyInstall {
+        prefix: PathBuf,
     },
     ProfileList,
     ProfileShow {
@@ -146,6 +183,12 @@ pub fn run(globals: &Globals, command: Command) -> Result<ExitStatus> {
                 context,
             },
         ),
+        Command::Switch(opts) => commands::switch::switch(p, globals, &opts),
+        Command::Status(opts) => commands::switch::status(p, globals, &opts),
+        Command::InstallService { prefix, user } => {
+            commands::install::install_service(p, globals, &prefix, user.as_deref())
+        }
+        Command::VerifyInstall { prefix } => commands::install::verify_install(p, globals, &prefix),
         Command::ProfileList => commands::serve::list(p, globals),
         Command::ProfileShow { name, check_flags } => {
             commands::serve::show(p, globals, &name, check_flags)

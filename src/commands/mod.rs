@@ -3,6 +3,8 @@
 pub mod audit;
 pub mod bundle;
 pub mod doctor;
+pub mod install;
 pub mod recipe;
 pub mod serve;
 pub mod source;
+pub mod switch;

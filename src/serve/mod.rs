@@ -12,6 +12,15 @@ use serde_saphyr::Spanned;
 use crate::recipe::{Scope, parse_duration};
 use crate::yaml::Ordered;
 
+pub mod http;
+pub mod install;
+pub mod procfs;
+pub mod ready;
+pub mod state;
+pub mod status;
+pub mod supervisor;
+pub mod switch;
+
 /// How far a profile can be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProfileStatus {

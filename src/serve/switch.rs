@@ -1,0 +1,352 @@
+//! `switch`: validate a profile and its flags, stop the server pinstack owns, start the profile,
+//! wait until it is ready; on failure show the server's log, stop it, and bring the previous
+//! profile back so a failed switch never leaves the host without the server it had.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::ready::{self, Expect, ReadyError};
+use super::state::{State, StateError};
+use super::supervisor::{self, Kind, Stopped, Supervision, SupervisorError};
+use super::{Profile, ProfileStatus};
+use crate::exit::ExitStatus;
+
+/// How many lines of a failed server's log are shown.
+pub const LOG_LINES: usize = 40;
+
+/// What to switch to.
+#[derive(Debug, Clone)]
+pub struct SwitchRequest<'a> {
+    pub profiles: &'a [Profile],
+    pub target: &'a str,
+    pub kind: Kind,
+    pub allow_experimental: bool,
+    /// The readiness deadline; the profile's `ready_timeout` when `None`.
+    pub timeout: Option<Duration>,
+}
+
+/// What happens during a switch, for the command layer to show.
+#[derive(Debug)]
+pub enum SwitchEvent<'a> {
+    /// The owned server is being stopped.
+    Stopping {
+        state: &'a State,
+        grace: Duration,
+    },
+    Stopped {
+        profile: &'a str,
+        how: Stopped,
+    },
+    /// A server was started; it is not ready yet.
+    Started {
+        state: &'a State,
+    },
+    Waiting {
+        profile: &'a str,
+        within: Duration,
+    },
+    Ready {
+        state: &'a State,
+        took: Duration,
+    },
+    /// A server did not become ready; the last lines of its log.
+    NotReady {
+        profile: &'a str,
+        error: &'a ReadyError,
+        log: String,
+        tail: &'a [String],
+    },
+    /// A server that did not become ready is left running (a rollback: better than nothing).
+    LeftRunning {
+        state: &'a State,
+    },
+    RollingBack {
+        profile: &'a str,
+    },
+    Warning(String),
+}
+
+/// Why a profile's server is not serving.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Start(#[from] SupervisorError),
+    #[error(transparent)]
+    NotReady(#[from] ReadyError),
+    #[error("the profile {0:?} is no longer in the recipe")]
+    Gone(String),
+}
+
+impl Failure {
+    fn status(&self) -> ExitStatus {
+        match self {
+            Failure::NotReady(_) => ExitStatus::NotAsPinned,
+            Failure::Start(_) | Failure::Gone(_) => ExitStatus::Failed,
+        }
+    }
+}
+
+/// Why a switch did not happen, or did not stick.
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchError {
+    #[error("unknown profile {name:?}; the recipe has: {}", known.join(", "))]
+    UnknownProfile { name: String, known: Vec<String> },
+    #[error("profile {name} is experimental; pass --allow-experimental to switch to it")]
+    Experimental { name: String },
+    #[error(
+        "profile {name}: {vllm} serve --help does not know {}; nothing was stopped",
+        flags.join(", "), vllm = vllm.display()
+    )]
+    UnknownFlags {
+        name: String,
+        vllm: PathBuf,
+        flags: Vec<String>,
+    },
+    #[error("profile {name}: cannot check its flags: {detail}; nothing was stopped")]
+    FlagCheck { name: String, detail: String },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+    #[error("cannot stop {profile}, the server pinstack owns: {source}; nothing was started")]
+    Stop {
+        profile: String,
+        source: SupervisorError,
+    },
+    #[error("switch to {profile} failed: {failure}; no server was running before, so none is now")]
+    NothingServing {
+        profile: String,
+        failure: Box<Failure>,
+    },
+    #[error(
+        "switch to {profile} failed: {failure}; rolled back to {previous}, which is healthy again"
+    )]
+    RolledBack {
+        profile: String,
+        failure: Box<Failure>,
+        previous: String,
+    },
+    #[error(
+        "switch to {profile} failed: {failure}; AND THE ROLLBACK FAILED: {previous} is not \
+         healthy again: {rollback}; see `pinstack status`"
+    )]
+    RollbackFailed {
+        profile: String,
+        failure: Box<Failure>,
+        previous: String,
+        rollback: Box<Failure>,
+    },
+}
+
+impl SwitchError {
+    /// Where this error sits in the exit-code table.
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            SwitchError::UnknownProfile { .. }
+            | SwitchError::Experimental { .. }
+            | SwitchError::UnknownFlags { .. } => ExitStatus::Invalid,
+            SwitchError::State(e) => state_status(e),
+            SwitchError::Supervisor(e) => supervisor_status(e),
+            SwitchError::FlagCheck { .. }
+            | SwitchError::Stop { .. }
+            | SwitchError::RollbackFailed { .. } => ExitStatus::Failed,
+            SwitchError::NothingServing { failure, .. }
+            | SwitchError::RolledBack { failure, .. } => failure.status(),
+        }
+    }
+}
+
+/// Where a state-folder error sits in the exit-code table.
+pub fn state_status(e: &StateError) -> ExitStatus {
+    match e {
+        StateError::Corrupt { .. } => ExitStatus::Invalid,
+        StateError::Io { .. } | StateError::Locked { .. } => ExitStatus::Failed,
+    }
+}
+
+/// Where a supervisor error sits in the exit-code table.
+pub fn supervisor_status(e: &SupervisorError) -> ExitStatus {
+    match e {
+        SupervisorError::NotInstalled { .. } | SupervisorError::UnknownKind(_) => {
+            ExitStatus::Invalid
+        }
+        SupervisorError::State(s) => state_status(s),
+        _ => ExitStatus::Failed,
+    }
+}
+
+/// Switches the host to a profile; returns the recorded state of its ready server.
+pub fn switch(
+    sup: &Supervision,
+    req: &SwitchRequest<'_>,
+    on: &mut dyn FnMut(SwitchEvent<'_>),
+) -> Result<State, SwitchError> {
+    let profile = find(req.profiles, req.target)?;
+    if profile.status == ProfileStatus::Experimental && !req.allow_experimental {
+        return Err(SwitchError::Experimental {
+            name: profile.name.clone(),
+        });
+    }
+    if req.kind == Kind::Systemd {
+        supervisor::check_installed(sup)?;
+    }
+    let unknown = super::unknown_flags(profile).map_err(|detail| SwitchError::FlagCheck {
+        name: profile.name.clone(),
+        detail,
+    })?;
+    if !unknown.is_empty() {
+        return Err(SwitchError::UnknownFlags {
+            name: profile.name.clone(),
+            vllm: profile.vllm.clone(),
+            flags: unknown,
+        });
+    }
+    let _lock = sup.serve.lock(&format!("switch {}", profile.name))?;
+
+    let mut previous = None;
+    if let Some(old) = sup.serve.load()? {
+        on(SwitchEvent::Stopping {
+            state: &old,
+            grace: sup.stop_grace,
+        });
+        let how = supervisor::stop(sup, &old).map_err(|source| SwitchError::Stop {
+            profile: old.profile.clone(),
+            source,
+        })?;
+        on(SwitchEvent::Stopped {
+            profile: &old.profile,
+            how,
+        });
+        sup.serve.clear()?;
+        // Only a server that was running is brought back.
+        if how != Stopped::WasNotRunning {
+            previous = Some(old);
+        }
+    }
+
+    let within = req.timeout.unwrap_or(profile.ready_timeout);
+    let failure = match bring_up(sup, req.kind, profile, within, false, on) {
+        Ok(state) => return Ok(state),
+        Err(f) => f,
+    };
+    let Some(old) = previous else {
+        return Err(SwitchError::NothingServing {
+            profile: profile.name.clone(),
+            failure,
+        });
+    };
+    on(SwitchEvent::RollingBack {
+        profile: &old.profile,
+    });
+    let rollback = match req.profiles.iter().find(|p| p.name == old.profile) {
+        None => Err(Box::new(Failure::Gone(old.profile.clone()))),
+        Some(prev) => {
+            let kind = Kind::parse(&old.supervisor).unwrap_or(req.kind);
+            bring_up(sup, kind, prev, prev.ready_timeout, true, on)
+        }
+    };
+    match rollback {
+        Ok(_) => Err(SwitchError::RolledBack {
+            profile: profile.name.clone(),
+            failure,
+            previous: old.profile,
+        }),
+        Err(rollback) => Err(SwitchError::RollbackFailed {
+            profile: profile.name.clone(),
+            failure,
+            previous: old.profile,
+            rollback,
+        }),
+    }
+}
+
+fn find<'a>(profiles: &'a [Profile], name: &str) -> Result<&'a Profile, SwitchError> {
+    profiles
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| SwitchError::UnknownProfile {
+            name: name.to_owned(),
+            known: profiles.iter().map(|p| p.name.clone()).collect(),
+        })
+}
+
+/// Starts a profile and waits for it. A server that does not become ready is stopped, unless
+/// `keep_unready` (a rollback) and it still runs: a slow server beats none.
+fn bring_up(
+    sup: &Supervision,
+    kind: Kind,
+    profile: &Profile,
+    within: Duration,
+    keep_unready: bool,
+    on: &mut dyn FnMut(SwitchEvent<'_>),
+) -> Result<State, Box<Failure>> {
+    let mut running = supervisor::start(sup, kind, profile).map_err(|e| Box::new(e.into()))?;
+    // Recorded before waiting: a pinstack killed while it waits leaves a server the next
+    // switch can still find and stop.
+    sup.serve
+        .save(&running.state)
+        .map_err(|e| Box::new(SupervisorError::from(e).into()))?;
+    on(SwitchEvent::Started {
+        state: &running.state,
+    });
+    on(SwitchEvent::Waiting {
+        profile: &profile.name,
+        within,
+    });
+    let started = Instant::now();
+    let result = ready::wait_ready(&Expect::of(profile), within, &mut || running.check());
+    match result {
+        Ok(ready) => {
+            running.refresh_pid();
+            running.state.ready = Some(ready);
+            sup.serve
+                .save(&running.state)
+                .map_err(|e| Box::new(SupervisorError::from(e).into()))?;
+            on(SwitchEvent::Ready {
+                state: &running.state,
+                took: started.elapsed(),
+            });
+            Ok(running.state)
+        }
+        Err(error) => {
+            let tail = supervisor::log_tail(&running.state, LOG_LINES);
+            on(SwitchEvent::NotReady {
+                profile: &profile.name,
+                error: &error,
+                log: supervisor::log_place(&running.state),
+                tail: &tail,
+            });
+            let died = matches!(error, ReadyError::Died { .. });
+            if keep_unready && !died {
+                on(SwitchEvent::LeftRunning {
+                    state: &running.state,
+                });
+                return Err(Box::new(error.into()));
+            }
+            let state = running.state.clone();
+            on(SwitchEvent::Stopping {
+                state: &state,
+                grace: sup.stop_grace,
+            });
+            match running.stop(sup) {
+                Ok(how) => on(SwitchEvent::Stopped {
+                    profile: &profile.name,
+                    how,
+                }),
+                Err(e) => {
+                    on(SwitchEvent::Warning(format!(
+                        "cannot stop the {} server that failed: {e}",
+                        profile.name
+                    )));
+                    // Still recorded, so the next switch tries again.
+                    let _ = sup.serve.save(&state);
+                    return Err(Box::new(error.into()));
+                }
+            }
+            if let Err(e) = sup.serve.clear() {
+                on(SwitchEvent::Warning(e.to_string()));
+            }
+            Err(Box::new(error.into()))
+        }
+    }
+}

@@ -1,0 +1,870 @@
+//! `switch` and `status` against a tiny OpenAI-compatible stand-in for `vllm serve`, on
+//! loopback: readiness, rollback on every kind of failure, the process supervisor's process
+//! groups, the switch lock, and `systemctl` driven through a recording stand-in.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command as StdCommand, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::Fixture;
+
+/// A stand-in for `vllm`: `serve --help` lists the flags it knows; `serve MODEL --host H
+/// --port P --max-model-len N [--served-model-name S]` answers `/health`, `/v1/models` and
+/// `/v1/completions` (always " 42"). `STANDIN_MODE` in its environment breaks it on purpose.
+/// It exits by itself when `STANDIN_WATCH` disappears (the test's folder) or after five minutes,
+/// so no test can leave a server behind.
+const STANDIN: &str = r#"
+import json, os, signal, sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+HELP = """usage: vllm serve [model_tag] [options]
+options:
+  --host HOST
+  --port PORT
+  --max-model-len MAX_MODEL_LEN
+  --served-model-name SERVED_MODEL_NAME [SERVED_MODEL_NAME ...]
+  --dtype {auto,float16,bfloat16}
+  --max-num-seqs MAX_NUM_SEQS
+"""
+
+def watchdog():
+    watch = os.environ.get("STANDIN_WATCH")
+    until = time.time() + 300
+    def run():
+        while True:
+            if (watch and not os.path.exists(watch)) or time.time() > until:
+                os._exit(0)
+            time.sleep(0.5)
+    threading.Thread(target=run, daemon=True).start()
+
+def main():
+    args = sys.argv[1:]
+    if args[:2] == ["serve", "--help"]:
+        print(HELP)
+        return 0
+    if len(args) < 2 or args[0] != "serve":
+        print("usage: vllm serve MODEL [options]", file=sys.stderr)
+        return 9
+    model, opts, i = args[1], {}, 2
+    while i < len(args):
+        a = args[i]
+        if i + 1 < len(args) and not args[i + 1].startswith("--"):
+            opts[a] = args[i + 1]
+            i += 2
+        else:
+            opts[a] = True
+            i += 1
+    host = opts.get("--host", "127.0.0.1")
+    port = int(opts.get("--port", 8000))
+    length = int(opts.get("--max-model-len", 2048))
+    served = opts.get("--served-model-name", model)
+    mode = os.environ.get("STANDIN_MODE", "good")
+    watchdog()
+    print(f"standin: loading {model} (mode {mode})", flush=True)
+    if mode == "die-after-start":
+        time.sleep(0.3)
+        print("standin: RuntimeError: out of device memory while capturing graphs", flush=True)
+        return 1
+    if mode == "ignore-sigint":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if mode == "gated":
+        while not os.path.exists(os.environ["STANDIN_GATE"]):
+            time.sleep(0.05)
+    reported = length // 2 if mode == "wrong-len" else length
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, fmt, *a):
+            print("standin: " + fmt % a, flush=True)
+
+        def answer(self, code, obj):
+            body = json.dumps(obj).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            if mode == "never-ready":
+                return self.answer(503, {"error": "the model is still loading"})
+            if self.path == "/health":
+                return self.answer(200, {})
+            if self.path == "/v1/models":
+                return self.answer(200, {"object": "list", "data": [
+                    {"id": served, "object": "model", "max_model_len": reported}]})
+            self.answer(404, {"error": "not found"})
+
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length", 0))
+            req = json.loads(self.rfile.read(n) or b"{}")
+            if self.path != "/v1/completions":
+                return self.answer(404, {"error": "not found"})
+            if req.get("model") != served:
+                return self.answer(404, {"error": "unknown model " + str(req.get("model"))})
+            self.answer(200, {"object": "text_completion", "model": served,
+                              "choices": [{"index": 0, "text": " 42", "finish_reason": "stop"}]})
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    print(f"standin: serving {served} with max_model_len {reported} on {host}:{port}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.1)
+    except KeyboardInterrupt:
+        print("standin: stopping on SIGINT", flush=True)
+    return 0
+
+sys.exit(main())
+"#;
+
+fn recipe(port: u16, port2: u16) -> String {
+    format!(
+        "\
+name: standin
+steps:
+  - id: nothing
+    run: 'true'
+serve:
+  model: /models/tiny
+  served_model_name: tiny
+  venv: ${{workspace}}/venv
+  port: {port}
+  max_model_len: 4096
+  env:
+    STANDIN_WATCH: ${{workspace}}
+    SERVE_API_TOKEN: hunter2
+  flags:
+    --dtype: float16
+  smoke: {{ prompt: 'Return only the number 42:', expect: '42', max_tokens: 8 }}
+  ready_timeout: 60s
+profiles:
+  good:
+    status: production
+  other:
+    status: known-good
+    served_model_name: other
+    port: {port2}
+    max_model_len: 8192
+    flags:
+      --max-num-seqs: 2
+  wrong-len:
+    status: known-good
+    env: {{ STANDIN_MODE: wrong-len }}
+  never-ready:
+    status: known-good
+    env: {{ STANDIN_MODE: never-ready }}
+  dies:
+    status: known-good
+    env: {{ STANDIN_MODE: die-after-start }}
+  gated:
+    status: known-good
+    env: {{ STANDIN_MODE: gated, STANDIN_GATE: '${{workspace}}/gate' }}
+  stubborn:
+    status: known-good
+    env: {{ STANDIN_MODE: ignore-sigint }}
+  trial:
+    status: experimental
+  stale:
+    status: known-good
+    flags:
+      --async-engine: true
+"
+    )
+}
+
+/// A free loopback port (bound, read, released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The interpreter itself, not a shim: the server runs with nothing but its profile's
+/// environment.
+fn python() -> String {
+    let out = StdCommand::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 is installed");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn write_script(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Whether a process runs (a zombie does not).
+fn alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// A fixture with the stand-in as the workspace's `vllm` and the recipe above; kills whatever
+/// server it recorded when the test ends.
+struct Lab {
+    fx: Fixture,
+    port: u16,
+    port2: u16,
+    /// Processes a test started itself.
+    extra: std::cell::RefCell<Vec<u32>>,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let fx = Fixture::new();
+        let port = free_port();
+        let port2 = (0..100).map(|_| free_port()).find(|p| *p != port).unwrap();
+        fx.write("recipe.yaml", recipe(port, port2));
+        write_script(
+            &fx.path("workspace/venv/bin/vllm"),
+            &format!("#!{}\n{STANDIN}", python()),
+        );
+        Lab {
+            fx,
+            port,
+            port2,
+            extra: Default::default(),
+        }
+    }
+
+    fn cmd(&self) -> assert_cmd::Command {
+        let mut c = self.fx.pinstack();
+        c.env("PINSTACK_STOP_GRACE", "20")
+            .args(["--recipe", "recipe.yaml"]);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs pinstack, asserts the exit code, returns (stdout, stderr).
+    fn expect(&self, args: &[&str], code: i32) -> (String, String) {
+        let out = self.run(args);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "pinstack {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        (stdout, stderr)
+    }
+
+    fn switch(&self, profile: &str, code: i32) -> String {
+        self.expect(&["switch", profile, "--supervisor", "process"], code)
+            .1
+    }
+
+    fn state(&self) -> Option<Value> {
+        let bytes = std::fs::read(self.fx.path("workspace/serve/state.json")).ok()?;
+        Some(serde_json::from_slice(&bytes).unwrap())
+    }
+
+    fn pid(&self) -> u64 {
+        self.state().expect("a state file")["pid"].as_u64().unwrap()
+    }
+
+    fn status(&self, code: i32) -> Value {
+        let (stdout, _) = self.expect(&["--json", "status"], code);
+        serde_json::from_str(&stdout).unwrap()
+    }
+
+    /// Asserts status says the profile runs, healthy and as rendered.
+    fn assert_healthy(&self, profile: &str) {
+        let s = self.status(0);
+        assert_eq!(s["profile"], profile, "{s:#}");
+        assert_eq!(s["running"], true, "{s:#}");
+        assert_eq!(s["healthy"], true, "{s:#}");
+        assert_eq!(s["matches"], true, "{s:#}");
+        assert_eq!(s["differences"], serde_json::json!([]), "{s:#}");
+    }
+
+    /// The pid a switch's stderr says it started a profile with.
+    fn started_pid(stderr: &str, profile: &str) -> u64 {
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("started {profile} ")))
+            .unwrap_or_else(|| panic!("no start of {profile} in:\n{stderr}"));
+        let rest = &line[line.find("process group ").unwrap() + "process group ".len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let mut groups: Vec<u64> = self.extra.borrow().iter().map(|p| u64::from(*p)).collect();
+        if let Some(s) = self.state() {
+            groups.extend(s["pgid"].as_u64().or(s["pid"].as_u64()));
+        }
+        // As a process group (the process supervisor's) and as a process (a unit's).
+        for g in groups {
+            for target in [format!("-{g}"), g.to_string()] {
+                let _ = StdCommand::new("kill")
+                    .args(["-KILL", "--", &target])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_good_profile_is_recorded_and_healthy() {
+    let lab = Lab::new();
+    let (stdout, stderr) = lab.expect(&["--json", "switch", "good", "--supervisor", "process"], 0);
+    assert!(stderr.contains("good is ready"), "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    let state = lab.state().unwrap();
+    assert_eq!(out["pid"], state["pid"]);
+    assert_eq!(state["profile"], "good");
+    assert_eq!(state["supervisor"], "process");
+    assert_eq!(
+        state["pgid"], state["pid"],
+        "the server leads its own group"
+    );
+    assert_eq!(state["unit"], Value::Null);
+    assert_eq!(state["base_url"], format!("http://127.0.0.1:{}", lab.port));
+    assert!(state["started_at"].as_u64().unwrap() > 0);
+    let command: Vec<&str> = state["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        command[0].ends_with("workspace/venv/bin/vllm"),
+        "{command:?}"
+    );
+    assert_eq!(command[1..3], ["serve", "/models/tiny"]);
+    let env = state["env"].as_array().unwrap();
+    let token = env.iter().find(|e| e["name"] == "SERVE_API_TOKEN").unwrap();
+    assert_eq!(
+        token["value"], "***",
+        "secrets are masked in the state file"
+    );
+    assert!(
+        !std::fs::read_to_string(lab.fx.path("workspace/serve/state.json"))
+            .unwrap()
+            .contains("hunter2")
+    );
+    assert_eq!(state["ready"]["model_id"], "tiny");
+    assert_eq!(state["ready"]["max_model_len"], 4096);
+    assert!(
+        state["ready"]["smoke_text"]
+            .as_str()
+            .unwrap()
+            .contains("42")
+    );
+    let log = PathBuf::from(state["log"].as_str().unwrap());
+    assert!(
+        log.starts_with(lab.fx.path("workspace/serve/logs")),
+        "{log:?}"
+    );
+    assert!(
+        log.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("good-"),
+        "{log:?}"
+    );
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("standin: serving tiny")
+    );
+
+    lab.assert_healthy("good");
+    let s = lab.status(0);
+    assert_eq!(s["pid"], state["pid"]);
+    assert_eq!(s["supervisor"], "process");
+    assert!(s["uptime_s"].is_u64());
+    assert_eq!(s["log"], state["log"]);
+    // The server runs with exactly the profile's environment, nothing of the caller's.
+    let environ = std::fs::read(format!("/proc/{}/environ", lab.pid())).unwrap();
+    let mut names: Vec<String> = environ
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            String::from_utf8_lossy(kv)
+                .split('=')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["SERVE_API_TOKEN", "STANDIN_WATCH"]);
+
+    let (text, _) = lab.expect(&["status", "--tail", "3"], 0);
+    assert!(text.contains("healthy"), "{text}");
+    assert!(text.contains("matches the profile"), "{text}");
+    assert!(text.contains("last 3 lines"), "{text}");
+}
+
+#[test]
+fn switching_stops_the_first_process_group() {
+    let lab = Lab::new();
+    lab.switch("good", 0);
+    let first = lab.pid();
+    assert!(alive(first));
+    let stderr = lab.switch("other", 0);
+    assert!(stderr.contains("stopped good"), "{stderr}");
+    assert!(!alive(first), "the first server's group is gone");
+    let state = lab.state().unwrap();
+    assert_eq!(state["profile"], "other");
+    assert_eq!(state["base_url"], format!("http://127.0.0.1:{}", lab.port2));
+    assert_eq!(state["ready"]["model_id"], "other");
+    assert_eq!(state["ready"]["max_model_len"], 8192);
+    lab.assert_healthy("other");
+    // And back: the same port is free again.
+    lab.switch("good", 0);
+    lab.assert_healthy("good");
+}
+
+#[test]
+fn a_wrong_max_model_len_rolls_back() {
+    let lab = Lab::new();
+    lab.switch("good", 0);
+    let before = lab.pid();
+    let stderr = lab.switch("wrong-len", 1);
+    assert!(
+        stderr.contains("reports max_model_len 2048 for tiny; the profile expects 4096"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("| standin: serving tiny with max_model_len 2048"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rolling back to good"), "{stderr}");
+    assert!(
+        stderr.contains("rolled back to good, which is healthy again"),
+        "{stderr}"
+    );
+    let broken = Lab::started_pid(&stderr, "wrong-len");
+    assert!(!alive(broken), "the broken server was stopped");
+    assert!(!alive(before));
+    assert_eq!(lab.state().unwrap()["profile"], "good");
+    assert_ne!(lab.pid(), before);
+    lab.assert_healthy("good");
+}
+
+#[test]
+fn a_server_that_never_comes_up_rolls_back() {
+    let lab = Lab::new();
+    lab.switch("good", 0);
+    let (_, stderr) = lab.expect(
+        &[
+            "switch",
+            "never-ready",
+            "--supervisor",
+            "process",
+            "--timeout",
+            "2s",
+        ],
+        1,
+    );
+    assert!(
+        stderr.contains("still starting when the deadline (2s) passed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("answered 503"), "{stderr}");
+    assert!(stderr.contains("rolled back to good"), "{stderr}");
+    assert!(!alive(Lab::started_pid(&stderr, "never-ready")));
+    lab.assert_healthy("good");
+}
+
+#[test]
+fn a_server_that_dies_after_start_rolls_back() {
+    let lab = Lab::new();
+    lab.switch("good", 0);
+    let stderr = lab.switch("dies", 1);
+    assert!(stderr.contains("died while starting"), "{stderr}");
+    assert!(stderr.contains("exited (exit status: 1)"), "{stderr}");
+    assert!(
+        stderr.contains("| standin: RuntimeError: out of device memory"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rolled back to good"), "{stderr}");
+    lab.assert_healthy("good");
+}
+
+#[test]
+fn a_failed_switch_from_nothing_leaves_nothing() {
+    let lab = Lab::new();
+    let stderr = lab.switch("dies", 1);
+    assert!(stderr.contains("no server was running before"), "{stderr}");
+    assert!(lab.state().is_none());
+    let s = lab.status(1);
+    assert_eq!(s["running"], false);
+    assert_eq!(s["profile"], Value::Null);
+    let (text, _) = lab.expect(&["status"], 1);
+    assert!(text.contains("nothing is running"), "{text}");
+}
+
+#[test]
+fn experimental_profiles_need_the_flag() {
+    let lab = Lab::new();
+    let stderr = lab.switch("trial", 2);
+    assert!(stderr.contains("--allow-experimental"), "{stderr}");
+    assert!(lab.state().is_none(), "nothing was started");
+    lab.expect(
+        &[
+            "switch",
+            "trial",
+            "--supervisor",
+            "process",
+            "--allow-experimental",
+        ],
+        0,
+    );
+    lab.assert_healthy("trial");
+    let stderr = lab.switch("nope", 2);
+    assert!(stderr.contains("unknown profile \"nope\""), "{stderr}");
+    lab.assert_healthy("trial");
+}
+
+#[test]
+fn a_stale_flag_is_refused_before_anything_stops() {
+    let lab = Lab::new();
+    lab.switch("good", 0);
+    let pid = lab.pid();
+    let stderr = lab.switch("stale", 2);
+    assert!(stderr.contains("--async-engine"), "{stderr}");
+    assert!(stderr.contains("nothing was stopped"), "{stderr}");
+    assert!(!stderr.contains("stopping"), "{stderr}");
+    assert!(alive(pid));
+    assert_eq!(lab.pid(), pid);
+    lab.assert_healthy("good");
+}
+
+#[test]
+fn status_reports_what_differs_from_the_profile() {
+    let lab = Lab::new();
+    lab.switch("good", 0);
+    // The recipe changes after the switch: the running server no longer matches it.
+    let changed = recipe(lab.port, lab.port2).replace(
+        "  good:\n    status: production\n",
+        "  good:\n    status: production\n    env: { EXTRA: '1', SERVE_API_TOKEN: hunter3 }\n    flags:\n      --max-num-seqs: 4\n",
+    );
+    lab.fx.write("recipe.yaml", changed);
+    let s = lab.status(1);
+    assert_eq!(s["running"], true, "{s:#}");
+    assert_eq!(s["healthy"], true, "{s:#}");
+    assert_eq!(s["matches"], false, "{s:#}");
+    let diffs: Vec<&str> = s["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert!(
+        diffs
+            .iter()
+            .any(|d| d.starts_with("command line:") && d.contains("--max-num-seqs 4")),
+        "{diffs:?}"
+    );
+    assert!(
+        diffs.contains(&"EXTRA: the profile sets \"1\"; the server has none"),
+        "{diffs:?}"
+    );
+    assert!(
+        diffs.contains(&"SERVE_API_TOKEN: the server has ***; the profile sets ***"),
+        "{diffs:?}"
+    );
+    assert!(!format!("{s}").contains("hunter"), "secrets stay hidden");
+    let (text, _) = lab.expect(&["status"], 1);
+    assert!(text.contains("DIFFERS"), "{text}");
+
+    // A server that stopped behind pinstack's back: not running, exit 1.
+    lab.fx.write("recipe.yaml", recipe(lab.port, lab.port2));
+    let pid = lab.pid();
+    StdCommand::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    for _ in 0..200 {
+        if !alive(pid) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let s = lab.status(1);
+    assert_eq!(s["running"], false, "{s:#}");
+    assert_eq!(s["profile"], "good");
+}
+
+#[test]
+fn a_look_alike_process_is_never_touched() {
+    let lab = Lab::new();
+    // Somebody else's vLLM on the same host: same program name, same model, own folder.
+    let other = lab.fx.path("elsewhere/venv/bin/vllm");
+    write_script(&other, &format!("#!{}\n{STANDIN}", python()));
+    let mut decoy = StdCommand::new(&other)
+        .args(["serve", "/models/tiny", "--port", &free_port().to_string()])
+        .env_clear()
+        .env("STANDIN_WATCH", lab.fx.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.extra.borrow_mut().push(decoy.id());
+    lab.switch("good", 0);
+    lab.switch("other", 0);
+    lab.switch("dies", 1);
+    lab.switch("wrong-len", 1);
+    assert!(
+        decoy.try_wait().unwrap().is_none(),
+        "a process pinstack did not start is never stopped"
+    );
+    lab.assert_healthy("other");
+    decoy.kill().unwrap();
+    decoy.wait().unwrap();
+}
+
+#[test]
+fn a_second_switch_is_refused_while_one_runs() {
+    let lab = Lab::new();
+    let first = lab
+        .cmd()
+        .args(["switch", "gated", "--supervisor", "process"])
+        .spawn_ok();
+    let lock = lab.fx.path("workspace/serve/lock");
+    let mut held = false;
+    for _ in 0..600 {
+        if std::fs::read_to_string(&lock).is_ok_and(|t| t.contains("switch gated")) {
+            held = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(held, "the first switch takes the lock");
+    let stderr = lab.switch("good", 3);
+    assert!(stderr.contains("another switch is running"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {} (switch gated", first.id())),
+        "{stderr}"
+    );
+    // Let the first one finish.
+    lab.fx.write("workspace/gate", "");
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    lab.assert_healthy("gated");
+}
+
+/// `assert_cmd::Command` does not spawn; this does, from its configuration.
+trait SpawnOk {
+    fn spawn_ok(&mut self) -> std::process::Child;
+}
+
+impl SpawnOk for assert_cmd::Command {
+    fn spawn_ok(&mut self) -> std::process::Child {
+        let mut copy = StdCommand::new(self.get_program());
+        copy.args(self.get_args());
+        if let Some(dir) = self.get_current_dir() {
+            copy.current_dir(dir);
+        }
+        for (k, v) in self.get_envs() {
+            match v {
+                Some(v) => copy.env(k, v),
+                None => copy.env_remove(k),
+            };
+        }
+        copy.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+}
+
+#[test]
+fn a_server_ignoring_sigint_is_killed_after_the_grace() {
+    let lab = Lab::new();
+    lab.switch("stubborn", 0);
+    let pid = lab.pid();
+    let out = lab
+        .cmd()
+        .env("PINSTACK_STOP_GRACE", "1")
+        .args(["switch", "good", "--supervisor", "process"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("stubborn ignored SIGINT"), "{stderr}");
+    assert!(!alive(pid));
+    lab.assert_healthy("good");
+}
+
+/// A recording `systemctl` that runs each unit from `units/<unit>.sh` (rendered by the test
+/// from `profile show`), and a `journalctl` that prints the unit's output.
+fn fake_systemd(lab: &Lab) -> PathBuf {
+    let root = lab.fx.root().display().to_string();
+    let bin = lab.fx.path("bin");
+    write_script(
+        &bin.join("systemctl"),
+        &format!(
+            r#"#!/bin/sh
+d='{root}'
+echo "$*" >> "$d/systemctl.calls"
+alive() {{ [ -f "$d/units/$1.pid" ] && kill -0 "$(cat "$d/units/$1.pid")" 2>/dev/null; }}
+case "$1" in
+  start)
+    [ -f "$d/units/$2.sh" ] || {{ echo "Unit $2 not found." >&2; exit 5; }}
+    sh "$d/units/$2.sh" </dev/null >>"$d/units/$2.log" 2>&1 &
+    echo $! > "$d/units/$2.pid" ;;
+  stop)
+    if alive "$2"; then
+      # SIGTERM: a background job of sh ignores SIGINT.
+      pid=$(cat "$d/units/$2.pid"); kill -TERM "$pid"; i=0
+      while kill -0 "$pid" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+      kill -KILL "$pid" 2>/dev/null
+    fi
+    rm -f "$d/units/$2.pid" ;;
+  is-active)
+    if alive "$2"; then echo active; else echo inactive; exit 3; fi ;;
+  show)
+    if alive "$5"; then cat "$d/units/$5.pid"; else echo 0; fi ;;
+  *) exit 1 ;;
+esac
+"#
+        ),
+    );
+    write_script(
+        &bin.join("journalctl"),
+        &format!("#!/bin/sh\ntail -n \"$6\" '{root}/units/'\"$2\".log\n"),
+    );
+    // One unit per profile, as install-service would render them.
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    for name in ["good", "other", "wrong-len"] {
+        let (stdout, _) = lab.expect(&["--json", "profile", "show", name], 0);
+        let p: Value = serde_json::from_str(&stdout).unwrap();
+        let mut line = "exec env -i".to_owned();
+        for e in p["env"].as_array().unwrap() {
+            let value = if e["name"] == "SERVE_API_TOKEN" {
+                "hunter2"
+            } else {
+                e["value"].as_str().unwrap()
+            };
+            line.push(' ');
+            line.push_str(&quote(&format!("{}={value}", e["name"].as_str().unwrap())));
+        }
+        for a in p["command"].as_array().unwrap() {
+            line.push(' ');
+            line.push_str(&quote(a.as_str().unwrap()));
+        }
+        lab.fx.write(
+            &format!("units/pinstack-standin@{name}.service.sh"),
+            format!("{line}\n"),
+        );
+    }
+    bin
+}
+
+fn systemctl_calls(lab: &Lab) -> Vec<String> {
+    std::fs::read_to_string(lab.fx.path("systemctl.calls"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("start ") || l.starts_with("stop "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn systemd_switch_stops_and_starts_the_units_in_order() {
+    let lab = Lab::new();
+    let bin = fake_systemd(&lab);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let run = |args: &[&str], code: i32| -> String {
+        let out = lab.cmd().env("PATH", &path).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}\nstdout:\n{}\nstderr:\n{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        stderr
+    };
+    let switch = ["--supervisor", "systemd", "--prefix", "prefix"];
+
+    // Without the unit installed under the prefix: refused, systemctl never asked.
+    let stderr = run(&[&["switch", "good"][..], &switch].concat(), 2);
+    assert!(
+        stderr.contains("pinstack install-service --prefix prefix"),
+        "{stderr}"
+    );
+    assert!(systemctl_calls(&lab).is_empty());
+
+    lab.fx.write(
+        "prefix/etc/systemd/system/pinstack-standin@.service",
+        "[Service]\n",
+    );
+    run(&[&["switch", "good"][..], &switch].concat(), 0);
+    let state = lab.state().unwrap();
+    assert_eq!(state["supervisor"], "systemd");
+    assert_eq!(state["unit"], "pinstack-standin@good.service");
+    assert_eq!(state["pgid"], Value::Null);
+    let pid = state["pid"].as_u64().unwrap();
+    assert!(alive(pid));
+
+    let out = lab
+        .cmd()
+        .env("PATH", &path)
+        .args(["--json", "status", "--prefix", "prefix"])
+        .output()
+        .unwrap();
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{s:#}");
+    assert_eq!(s["unit"], "pinstack-standin@good.service");
+    assert_eq!(s["pid"], pid);
+    assert_eq!(s["matches"], true, "{s:#}");
+
+    run(&[&["switch", "other"][..], &switch].concat(), 0);
+    assert!(!alive(pid));
+    let stderr = run(&[&["switch", "wrong-len"][..], &switch].concat(), 1);
+    assert!(stderr.contains("rolled back to other"), "{stderr}");
+    assert!(
+        stderr.contains("| standin: serving tiny with max_model_len 2048"),
+        "the unit's journal is shown: {stderr}"
+    );
+    assert_eq!(
+        systemctl_calls(&lab),
+        [
+            "start pinstack-standin@good.service",
+            "stop pinstack-standin@good.service",
+            "start pinstack-standin@other.service",
+            "stop pinstack-standin@other.service",
+            "start pinstack-standin@wrong-len.service",
+            "stop pinstack-standin@wrong-len.service",
+            "start pinstack-standin@other.service",
+        ]
+    );
+    assert_eq!(
+        lab.state().unwrap()["unit"],
+        "pinstack-standin@other.service"
+    );
+    // Stop the unit the test's systemctl started (it is not in a process group of its own).
+    run(&[&["switch", "good"][..], &switch].concat(), 0);
+    let pid = lab.state().unwrap()["pid"].as_u64().unwrap();
+    lab.extra.borrow_mut().push(pid as u32);
+}
