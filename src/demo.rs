@@ -19,7 +19,7 @@ use crate::commands;
 use crate::engine::UpOptions;
 use crate::exit::ExitStatus;
 use crate::output::Printer;
-use crate::run::Globals;
+use crate::run::{Globals, StatusOptions, Supervisor, SwitchOptions};
 
 /// A file in a demo commit: its path, its bytes (`None` deletes it) and whether it is executable.
 struct File<'a> {
@@ -149,7 +149,14 @@ pub fn run(p: &Printer, dir: Option<&Path>) -> Result<ExitStatus> {
         recipe: root.join("recipe.yaml"),
         ..globals.clone()
     };
-    std::fs::write(&recipe_globals.recipe, DEMO_RECIPE)?;
+    let port = free_port()?;
+    std::fs::write(
+        &recipe_globals.recipe,
+        format!(
+            "{DEMO_RECIPE}{}",
+            DEMO_SERVING.replace("PORT", &port.to_string())
+        ),
+    )?;
     banner(
         p,
         "pinstack up recipe.yaml",
@@ -177,6 +184,85 @@ pub fn run(p: &Printer, dir: Option<&Path>) -> Result<ExitStatus> {
     step(commands::recipe::plan(p, &recipe_globals))?;
     banner(p, "pinstack logs smoke", "the step's full output")?;
     step(commands::recipe::logs(p, &recipe_globals, "smoke", false))?;
+
+    // Ready to serve: a tiny OpenAI-compatible stand-in takes the place of vLLM.
+    let venv_bin = root.join("workspace/venv/bin");
+    std::fs::create_dir_all(&venv_bin)?;
+    let standin = venv_bin.join("vllm");
+    std::fs::write(&standin, STANDIN_SERVER)?;
+    std::fs::set_permissions(
+        &standin,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    let prefix = root.join("install-root");
+    let user = std::env::var("USER").unwrap_or_else(|_| "root".to_owned());
+    banner(
+        p,
+        "pinstack install-service --prefix install-root",
+        "a launcher, one env file per profile and a systemd unit, with a manifest",
+    )?;
+    step(commands::install::install_service(
+        p,
+        &recipe_globals,
+        &prefix,
+        Some(&user),
+    ))?;
+    let switch = |profile: &str, allow_experimental: bool| {
+        commands::switch::switch(
+            p,
+            &recipe_globals,
+            &SwitchOptions {
+                profile: profile.to_owned(),
+                supervisor: Supervisor::Process,
+                allow_experimental,
+                timeout: Some(std::time::Duration::from_secs(60)),
+                prefix: prefix.clone(),
+            },
+        )
+    };
+    banner(
+        p,
+        "pinstack switch c1 --supervisor process",
+        "start a profile and wait until /v1/models and the smoke completion answer",
+    )?;
+    step(switch("c1", false))?;
+    banner(
+        p,
+        "pinstack switch c2 --supervisor process",
+        "stop the server pinstack owns, start another profile",
+    )?;
+    step(switch("c2", false))?;
+    banner(
+        p,
+        "pinstack switch broken --allow-experimental --supervisor process",
+        "a profile that reports the wrong context length: the switch rolls back",
+    )?;
+    // The failed switch is the point here: its error is shown, not raised.
+    let broken = match switch("broken", true) {
+        Ok(s) => s,
+        Err(e) => {
+            p.out(&format!("    error: {e:#}"))?;
+            crate::exit::classify(&e)
+        }
+    };
+    p.out(&format!(
+        "    -> exit {} (expected: rolled back to c2, which serves again)\n",
+        broken.code()
+    ))?;
+    if broken == ExitStatus::Success {
+        bail!("the demo's broken profile should not pass its readiness check");
+    }
+    let status_opts = StatusOptions {
+        tail: Some(3),
+        prefix: prefix.clone(),
+    };
+    banner(
+        p,
+        "pinstack status --tail 3",
+        "what runs, and whether it matches its profile",
+    )?;
+    step(commands::switch::status(p, &recipe_globals, &status_opts))?;
+    commands::switch::stop_owned_server(&recipe_globals, &prefix)?;
 
     p.out(&format!(
         "demo finished: {} (files kept in {})",
@@ -592,4 +678,95 @@ steps:
       print("add_one(41) =", result)
       assert result == 42, "the bundle's fix is not in the build"
       PY
+"#;
+
+/// A free TCP port on loopback for the demo's server.
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The demo recipe's serving part: PORT is replaced by a free port.
+const DEMO_SERVING: &str = r#"
+serve:
+  model: ${workspace}/models/demo-model
+  served_model_name: demo-model
+  venv: ${workspace}/venv
+  host: 127.0.0.1
+  port: PORT
+  max_model_len: 4096
+  env:
+    PATH: /usr/local/bin:/usr/bin:/bin
+    DEMO_WATCH: ${workspace}
+  flags:
+    --max-num-seqs: 1
+  ready_timeout: 60s
+profiles:
+  c1:
+    status: production
+    description: one sequence
+  c2:
+    status: known-good
+    description: two sequences
+    flags:
+      --max-num-seqs: 2
+  broken:
+    status: experimental
+    description: reports the wrong context length (staged by the demo)
+    env:
+      DEMO_STANDIN: wrong-len
+"#;
+
+/// A tiny OpenAI-compatible server standing in for `vllm serve`. It exits by itself when the
+/// demo's workspace disappears, or after ten minutes.
+const STANDIN_SERVER: &str = r#"#!/usr/bin/env python3
+import json, os, sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+args = sys.argv[1:]
+if args[:2] == ["serve", "--help"]:
+    print("usage: vllm serve MODEL [options]\n  --host\n  --port\n  --max-model-len\n  --served-model-name\n  --max-num-seqs")
+    sys.exit(0)
+model, opts, i = args[1], {}, 2
+while i < len(args):
+    if i + 1 < len(args) and not args[i + 1].startswith("--"):
+        opts[args[i]] = args[i + 1]; i += 2
+    else:
+        opts[args[i]] = True; i += 1
+served = opts.get("--served-model-name", model)
+length = int(opts.get("--max-model-len", 2048))
+reported = length // 2 if os.environ.get("DEMO_STANDIN") == "wrong-len" else length
+
+def watchdog():
+    until = time.time() + 600
+    while os.path.exists(os.environ.get("DEMO_WATCH", "/")) and time.time() < until:
+        time.sleep(0.5)
+    os._exit(0)
+threading.Thread(target=watchdog, daemon=True).start()
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, fmt, *a):
+        print("standin: " + fmt % a, flush=True)
+    def answer(self, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        if self.path == "/v1/models":
+            return self.answer({"object": "list", "data": [{"id": served, "max_model_len": reported}]})
+        self.answer({})
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.answer({"choices": [{"index": 0, "text": " 42", "finish_reason": "stop"}]})
+
+print(f"standin: serving {served} ({opts.get('--max-num-seqs')} sequences, max_model_len {reported})", flush=True)
+server = ThreadingHTTPServer((opts.get("--host", "127.0.0.1"), int(opts["--port"])), Handler)
+server.daemon_threads = True
+try:
+    server.serve_forever(poll_interval=0.1)
+except KeyboardInterrupt:
+    print("standin: stopping", flush=True)
 "#;

@@ -42,6 +42,17 @@ fn supervision(recipe: &Recipe, prefix: &Path) -> Result<Supervision> {
     })
 }
 
+/// Stops the server pinstack owns in the recipe's workspace, if any (the demo's last step).
+pub fn stop_owned_server(globals: &Globals, prefix: &Path) -> Result<()> {
+    let recipe = super::recipe::load_recipe(globals)?;
+    let sup = supervision(&recipe, prefix)?;
+    if let Some(state) = sup.serve.load()? {
+        supervisor::stop(&sup, &state)?;
+        sup.serve.clear()?;
+    }
+    Ok(())
+}
+
 /// `switch PROFILE [--supervisor systemd|process] [--allow-experimental] [--timeout D]`
 pub fn switch(p: &Printer, globals: &Globals, opts: &SwitchOptions) -> Result<ExitStatus> {
     let recipe = super::recipe::load_recipe(globals)?;
