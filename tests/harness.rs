@@ -497,6 +497,27 @@ impl Fixture {
         cmd
     }
 
+    /// The same as `pinstack()`, as a plain `std::process::Command` (to run it in the background,
+    /// or to read its output without asserting anything).
+    pub fn pinstack_std(&self) -> StdCommand {
+        let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("pinstack"));
+        cmd.current_dir(self.root())
+            .env("PINSTACK_CACHE", self.path("cache"))
+            .env_remove("PINSTACK_WORKSPACE")
+            .env_remove("CI")
+            .env("HOME", self.path("home"))
+            .env("XDG_CACHE_HOME", self.path("home/.cache"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        for k in GIT_ENV_REMOVED {
+            cmd.env_remove(k);
+        }
+        for (k, v) in GIT_ENV {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
     /// Runs pinstack with `--json`, asserts the exit code, and parses stdout.
     pub fn json(&self, args: &[&str], code: i32) -> Value {
         let out = self

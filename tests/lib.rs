@@ -4,6 +4,7 @@ mod harness;
 
 mod apply;
 mod audit;
+mod b70;
 mod bundle;
 mod check;
 mod cli;

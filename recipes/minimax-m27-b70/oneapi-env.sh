@@ -24,19 +24,21 @@ case "$version" in
   *) echo "oneapi-env: $oneapi/bin/icpx is \"$version\", not 2025.3" >&2; exit 1 ;;
 esac
 
-before=$(mktemp)
-after=$(mktemp)
-trap 'rm -f "$before" "$after"' EXIT
-env -0 | sort -z > "$before"
-(
+# The environment before and after, held in memory (base64, as shell variables cannot hold NUL):
+# it carries the caller's secrets (HF_TOKEN), which must never reach a file, a temporary one
+# included.
+snapshot() { env -0 | sort -z | base64 -w 0; }
+before=$(snapshot)
+after=$(
   set +u
   # shellcheck disable=SC1091
   . "$oneapi/env/vars.sh" > /dev/null || exit 1
-  env -0 | sort -z > "$after"
+  snapshot
 ) || { echo "oneapi-env: sourcing $oneapi/env/vars.sh failed" >&2; exit 1; }
 
 # Every variable vars.sh set or changed, but LD_LIBRARY_PATH (composed below).
-comm -z -13 "$before" "$after" | tr '\0' '\n' | grep -E '^[A-Za-z_][A-Za-z0-9_]*=' \
+comm -z -13 <(printf '%s' "$before" | base64 -d) <(printf '%s' "$after" | base64 -d) \
+  | tr '\0' '\n' | grep -E '^[A-Za-z_][A-Za-z0-9_]*=' \
   | grep -v -E '^(LD_LIBRARY_PATH|SHLVL|_|OLDPWD|PWD)=' || true
 
 site=$venv/lib/python3.12/site-packages

@@ -30,9 +30,18 @@ export CACHE_ROOT=$bench/compile-cache/$(date -u +%Y%m%dT%H%M%SZ)
 export PATH=$venv/bin:$PATH
 mkdir -p "$OUTDIR" "$CACHE_ROOT"
 
+# The summaries already there (path and modification time), so that only one this run wrote
+# counts: an earlier run's passing summary must never stand in for this one.
+summaries() { find "$OUTDIR" -maxdepth 1 -name '*-summary.json' -printf '%T@ %p\n' | sort; }
+before=$(summaries)
+
 bash "$lab/scripts/run-minimax-strict-quality-gated-candidate.sh"
 
-summary=$(ls -t "$OUTDIR"/*-summary.json | head -n 1)
+summary=$(comm -13 <(printf '%s\n' "$before") <(summaries) | sort -rn | head -n 1 | cut -d ' ' -f 2-)
+if [ -z "$summary" ]; then
+  echo "quality gate: the gate wrote no new summary under $OUTDIR" >&2
+  exit 1
+fi
 python3 - "$summary" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))

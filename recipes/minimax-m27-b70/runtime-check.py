@@ -91,12 +91,21 @@ def main():
         identity[rel] = sha256(path) if os.path.isfile(path) else None
     report["patched_modules"] = identity
 
-    for module in ["vllm_xpu_kernels", "custom_esimd_kernels_vllm.moe_int4_ops"]:
+    # The native modules must be the ones built here from the pinned trees, not a wheel that
+    # shadows them (the prebuilt vllm-xpu-kernels wheel is ABI-incompatible with this torch).
+    for module, repo in [
+        ("vllm_xpu_kernels", "vllm-xpu-kernels"),
+        ("custom_esimd_kernels_vllm.moe_int4_ops", "llm-scaler"),
+    ]:
         try:
             m = importlib.import_module(module)
             report[module] = os.path.realpath(m.__file__)
         except Exception as e:  # noqa: BLE001 - the message is the report
             problems.append(f"cannot import {module}: {e}")
+            continue
+        built = os.path.realpath(os.path.join(args.src, repo))
+        if not report[module].startswith(built + os.sep):
+            problems.append(f"{module} is imported from {report[module]}, not the build in {built}")
 
     for flag, module in FLAG_MODULES.items():
         if os.environ.get(flag) == "1":

@@ -26,7 +26,9 @@ setsid "$venv/bin/vllm" serve "$model" --host 127.0.0.1 --port "$port" --trust-r
   > "$log" 2>&1 &
 server=$!
 stop() {
-  kill -INT -- "-$server" 2>/dev/null || true
+  # SIGTERM, not SIGINT: a background job of a non-interactive shell starts with SIGINT
+  # ignored, so the server would never see a Ctrl-C and the stop would wait its 180 s out.
+  kill -TERM -- "-$server" 2>/dev/null || true
   for _ in $(seq 1 180); do kill -0 "$server" 2>/dev/null || break; sleep 1; done
   kill -KILL -- "-$server" 2>/dev/null || true
   rm -f "$log"
@@ -55,7 +57,8 @@ data = json.load(sys.stdin)["data"]
 assert len(data) == 1, f"expected one model, got {len(data)}"
 got = data[0].get("max_model_len")
 assert got == want, f"max_model_len is {got}, expected {want}"
-print(f"/v1/models: {data[0][\"id\"]} with max_model_len {got}")
+served = data[0]["id"]
+print(f"/v1/models: {served} with max_model_len {got}")
 ' "$context"
 
 curl -sf "$base/v1/completions" -H 'Content-Type: application/json' \

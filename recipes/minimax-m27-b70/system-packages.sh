@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # System packages for the B70 stack (the lab's 00-install-system-deps.sh, made repeatable and
-# pinned). Usage: system-packages.sh VERSIONS_FILE LOCK_DIR
+# pinned). Usage: system-packages.sh VERSIONS_FILE LOCK_DIR [HOST_ROOT]
+# HOST_ROOT (default /) is where the apt configuration is written: a stand-in host in tests.
 set -euo pipefail
 versions=$1
 locks=$2
+root=${3:-/}
+root=${root%/}
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "system-packages: needs root (pinstack runs this step through sudo)" >&2
@@ -30,15 +33,18 @@ apt-get update
 apt-get install -y --no-install-recommends "${base[@]}"
 git lfs install --system
 
+# The keyring path as apt sees it on the host; written under HOST_ROOT.
 keyring=/usr/share/keyrings/oneapi-archive-keyring.gpg
-if [ ! -s "$keyring" ]; then
-  curl -fsSL https://apt.repos.intel.com/oneapi/gpgkey | gpg --dearmor --yes -o "$keyring.tmp"
-  mv "$keyring.tmp" "$keyring"
+lists=$root/etc/apt/sources.list.d
+if [ ! -s "$root$keyring" ]; then
+  mkdir -p "$(dirname "$root$keyring")"
+  curl -fsSL https://apt.repos.intel.com/oneapi/gpgkey | gpg --dearmor --yes -o "$root$keyring.tmp"
+  mv "$root$keyring.tmp" "$root$keyring"
 fi
-echo "deb [signed-by=$keyring] https://apt.repos.intel.com/oneapi all main" \
-  > /etc/apt/sources.list.d/oneAPI.list
-if ! grep -rqs kobuk-team/intel-graphics /etc/apt/sources.list.d \
-   && ! ls /etc/apt/sources.list.d/ 2>/dev/null | grep -q kobuk-team-ubuntu-intel-graphics; then
+mkdir -p "$lists"
+echo "deb [signed-by=$keyring] https://apt.repos.intel.com/oneapi all main" > "$lists/oneAPI.list"
+if ! grep -rqs kobuk-team/intel-graphics "$lists" \
+   && ! ls "$lists" 2>/dev/null | grep -q kobuk-team-ubuntu-intel-graphics; then
   add-apt-repository -y ppa:kobuk-team/intel-graphics
 fi
 
