@@ -1408,3 +1408,40 @@ fn wait_until(mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A secret from the caller's environment reaches only the steps that declare it.
+#[test]
+fn an_inherited_secret_reaches_only_the_steps_that_declare_it() {
+    let yaml = recipe(
+        "name: secrets",
+        &[
+            step(
+                "declares",
+                &["env:", "  HF_TOKEN: ${env:HF_TOKEN:-}"],
+                &["[ -n \"$HF_TOKEN\" ] && echo has > \"${workspace}/declares.txt\""],
+            ),
+            step(
+                "records",
+                &[],
+                &["env | cut -d= -f1 | sort > \"${workspace}/records.txt\""],
+            ),
+        ],
+    );
+    let t = RecipeTest::new(&yaml);
+    t.run(
+        &["up"],
+        &[
+            ("HF_TOKEN", "tok-1234567890"),
+            ("MY_API_KEY", "key-987654321"),
+        ],
+        0,
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.ws_path("declares.txt")).unwrap(),
+        "has\n"
+    );
+    let names = std::fs::read_to_string(t.ws_path("records.txt")).unwrap();
+    assert!(!names.lines().any(|n| n == "HF_TOKEN"), "{names}");
+    assert!(!names.lines().any(|n| n == "MY_API_KEY"), "{names}");
+    assert!(names.lines().any(|n| n == "PATH"), "{names}");
+}

@@ -107,6 +107,15 @@ pub fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    // A secret reaches only the steps that declare it: an inherited variable whose name looks
+    // secret (HF_TOKEN, say) is removed unless the step's env names it, so a step that records
+    // its environment (the quality gate does) cannot write it down.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if crate::recipe::looks_secret(&name) && !step.env.iter().any(|e| e.name == name) {
+            cmd.env_remove(name.as_ref());
+        }
+    }
     // Steps can call pinstack itself (`"$PINSTACK" doctor`, say).
     if let Ok(me) = std::env::current_exe() {
         cmd.env("PINSTACK", me);
