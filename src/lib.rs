@@ -9,6 +9,7 @@ pub mod diff;
 pub mod doctor;
 pub mod engine;
 pub mod exit;
+pub mod fault;
 pub mod fsutil;
 pub mod git;
 pub mod output;

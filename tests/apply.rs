@@ -647,3 +647,82 @@ fn a_changed_bundle_replaces_the_old_one() {
         b"g edited by hand\n"
     );
 }
+
+/// pinstack killed while it writes a bundle's files (after the Nth file): the next plain apply
+/// recognises its own unfinished work from the journal and finishes it, equal to git apply; a
+/// person's edit on top of the half-written tree is still refused.
+#[test]
+fn an_apply_killed_while_writing_files_is_finished_by_the_next_run() {
+    for n in 1..=6 {
+        let fx = Fixture::new();
+        let up = fx.upstream("app");
+        for i in 0..5 {
+            up.write(&format!("f{i}.txt"), numbered(&format!("f{i}"), 8));
+        }
+        let pin = up.commit("pin");
+        for i in 0..5 {
+            up.write(
+                &format!("f{i}.txt"),
+                numbered(&format!("f{i}"), 8).replace("3\n", "3 patched\n"),
+            );
+        }
+        up.write("new/one.txt", "one\n");
+        up.write("new/two.txt", "two\n");
+        let fix = up.commit("fix");
+        let diff = up.diff(&pin, &fix);
+        let b = fx.bundle("fix", &diff);
+        fx.pins(&[Pin::new("app", &up, &pin).patch(b.entry())]);
+        fx.pinstack().arg("fetch").assert().code(0);
+        let killed = fx
+            .pinstack()
+            .env("PINSTACK_FAULT", format!("apply-write:{n}"))
+            .arg("apply")
+            .output()
+            .unwrap();
+        assert_eq!(killed.status.code(), None, "killed at file {n}");
+        let v = fx.json(&["apply"], 0);
+        assert_eq!(v["repos"][0]["outcome"], "applied", "n={n}: {v:#}");
+        assert!(
+            v["repos"][0]["rescue"].is_null(),
+            "nothing of a person's to rescue"
+        );
+        assert_eq!(
+            fx.worktree_tree(&fx.checkout("app")),
+            fx.oracle_tree(&up, &pin, &[(&diff, None)]),
+            "n={n}"
+        );
+    }
+
+    // Killed half way, then a person edits a file: not pinstack's work any more.
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    for i in 0..5 {
+        up.write(&format!("f{i}.txt"), numbered(&format!("f{i}"), 8));
+    }
+    let pin = up.commit("pin");
+    for i in 0..5 {
+        up.write(
+            &format!("f{i}.txt"),
+            numbered(&format!("f{i}"), 8).replace("3\n", "3 patched\n"),
+        );
+    }
+    let fix = up.commit("fix");
+    let b = fx.bundle("fix", &up.diff(&pin, &fix));
+    fx.pins(&[Pin::new("app", &up, &pin).patch(b.entry())]);
+    fx.pinstack().arg("fetch").assert().code(0);
+    let killed = fx
+        .pinstack()
+        .env("PINSTACK_FAULT", "apply-write:2")
+        .arg("apply")
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.code(), None);
+    let checkout = fx.checkout("app");
+    std::fs::write(checkout.join("f4.txt"), "a person's edit\n").unwrap();
+    let err = fx.stderr(&["apply"], 1);
+    assert!(err.contains("f4.txt"), "{err}");
+    assert_eq!(
+        std::fs::read(checkout.join("f4.txt")).unwrap(),
+        b"a person's edit\n"
+    );
+}

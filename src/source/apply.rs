@@ -122,7 +122,7 @@ pub fn apply(
         .map(|p| (p.clone(), worktree::entry(&expected, p)))
         .collect();
     if state.is_empty() {
-        record::save(ws, &repo.name, &repo.commit, written)?;
+        record::save(ws, &repo.name, &repo.commit, &written, false)?;
         let outcome = if repo.patches.is_empty() {
             ApplyOutcome::NoBundles
         } else {
@@ -151,6 +151,9 @@ pub fn apply(
     refuse_symlinked_parents(&path, &repo.name, changes.iter().map(String::as_str))?;
     let mut co = CheckoutBuilder::new();
     co.safe().update_index(false).recreate_missing(true);
+    // The journal goes first: a kill while files are written leaves work pinstack recognises.
+    record::save(ws, &repo.name, &repo.commit, &written, true)?;
+    co.progress(|_, done, _| crate::fault::point("apply-write", done));
     r.checkout_tree(expected.as_object(), Some(&mut co))
         .map_err(local(&repo.name, "writing the patched files"))?;
     let after = worktree::compare(&r, &repo.name, &pin_tree, &expected)?;
@@ -163,7 +166,7 @@ pub fn apply(
             ),
         });
     }
-    record::save(ws, &repo.name, &repo.commit, written)?;
+    record::save(ws, &repo.name, &repo.commit, &written, false)?;
     Ok(report(
         ApplyOutcome::Applied {
             paths: changes.len(),

@@ -18,6 +18,10 @@ pub struct Applied {
     pub commit: String,
     /// Path -> (blob id, mode), or `None` where the bundles delete the file.
     pub entries: BTreeMap<String, Option<(String, i32)>>,
+    /// Written before the files are: an apply that was killed half way leaves each of these
+    /// paths either at HEAD's content or at the new one, and is recognised as its own.
+    #[serde(default)]
+    pub in_progress: bool,
 }
 
 fn record_path(ws: &Workspace, name: &str) -> PathBuf {
@@ -27,22 +31,24 @@ fn record_path(ws: &Workspace, name: &str) -> PathBuf {
         .join(format!("{name}.json"))
 }
 
-/// Records what an apply wrote.
+/// Records what an apply is about to write (`in_progress`, the journal) or wrote.
 pub fn save(
     ws: &Workspace,
     name: &str,
     commit: &str,
-    entries: BTreeMap<String, Option<(Oid, i32)>>,
+    entries: &BTreeMap<String, Option<(Oid, i32)>>,
+    in_progress: bool,
 ) -> Result<(), SourceError> {
     let path = record_path(ws, name);
     if entries.is_empty() {
         return remove(&path);
     }
     let record = Applied {
+        in_progress,
         commit: commit.to_owned(),
         entries: entries
-            .into_iter()
-            .map(|(p, e)| (p, e.map(|(id, mode)| (id.to_string(), mode))))
+            .iter()
+            .map(|(p, e)| (p.clone(), e.map(|(id, mode)| (id.to_string(), mode))))
             .collect(),
     };
     let json = serde_json::to_vec_pretty(&record).expect("record serializes");
@@ -75,6 +81,10 @@ pub fn undo_own_work(ws: &Workspace, name: &str, r: &Repository) -> Result<bool,
         return Ok(false);
     }
     crate::git::in_memory_writes(r, name)?;
+    let head_tree = r
+        .head()
+        .and_then(|h| h.peel_to_tree())
+        .map_err(local(name, "reading HEAD's tree"))?;
     let files = worktree::WorkFiles::new(r, name)?;
     let mut paths: BTreeSet<String> = worktree::changed_paths(r, name)?;
     paths.extend(record.entries.keys().cloned());
@@ -85,14 +95,14 @@ pub fn undo_own_work(ws: &Workspace, name: &str, r: &Repository) -> Result<bool,
         let want = want
             .as_ref()
             .and_then(|(id, mode)| Oid::from_str(id).ok().map(|id| (id, *mode)));
-        if files.entry(p) != want {
+        let have = files.entry(p);
+        // A finished apply left every path at its new content; an unfinished one may have left
+        // some at HEAD's. Anything else is a person's change.
+        let unwritten = record.in_progress && have == worktree::entry(&head_tree, p);
+        if have != want && !unwritten {
             return Ok(false);
         }
     }
-    let head_tree = r
-        .head()
-        .and_then(|h| h.peel_to_tree())
-        .map_err(local(name, "reading HEAD's tree"))?;
     let mut co = CheckoutBuilder::new();
     co.force().update_index(false);
     let mut restore = false;
@@ -102,7 +112,12 @@ pub fn undo_own_work(ws: &Workspace, name: &str, r: &Repository) -> Result<bool,
             restore = true;
         } else {
             let file = r.workdir().unwrap_or(Path::new(".")).join(p);
-            std::fs::remove_file(&file).map_err(SourceError::io(&file))?;
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(SourceError::io(&file)(e));
+                }
+                _ => {}
+            }
             remove_empty_parents(r.workdir().unwrap_or(Path::new(".")), &file);
         }
     }
