@@ -12,6 +12,7 @@ pub mod exit;
 pub mod fault;
 pub mod fsutil;
 pub mod git;
+pub mod lock;
 pub mod output;
 pub mod pins;
 pub mod recipe;

@@ -1445,3 +1445,35 @@ fn an_inherited_secret_reaches_only_the_steps_that_declare_it() {
     assert!(!names.lines().any(|n| n == "MY_API_KEY"), "{names}");
     assert!(names.lines().any(|n| n == "PATH"), "{names}");
 }
+
+/// One pinstack at a time changes a workspace: while `up` runs a step, `apply`, `fetch` and
+/// another `up` on the same workspace fail at once, naming the holder.
+#[test]
+fn up_apply_and_fetch_exclude_each_other_on_one_workspace() {
+    let yaml = recipe(
+        "name: busy",
+        &[step(
+            "wait",
+            &[],
+            &[
+                "touch \"${workspace}/started\"",
+                "while [ ! -e \"${workspace}/go\" ]; do sleep 0.05; done",
+            ],
+        )],
+    );
+    let t = RecipeTest::new(&yaml);
+    t.fx.write("pins.yaml", "repos: {}\n");
+    let child = t.spawn_up(&[]);
+    wait_until(|| t.ws_path("started").exists());
+    for args in [vec!["apply"], vec!["fetch"], vec!["up"]] {
+        let out = t.run(&args, &[], 3);
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!("pid {}", child.id())) && err.contains("pinstack up"),
+            "{args:?}: {err}"
+        );
+    }
+    std::fs::write(t.ws_path("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+}

@@ -648,7 +648,8 @@ fn a_second_switch_is_refused_while_one_runs() {
         .cmd()
         .args(["switch", "gated", "--supervisor", "process"])
         .spawn_ok();
-    let lock = lab.fx.path("workspace/serve/lock");
+    // The workspace lock, shared with `up`, `apply` and `fetch`.
+    let lock = lab.fx.path("workspace/.pinstack/lock");
     let mut held = false;
     for _ in 0..600 {
         if std::fs::read_to_string(&lock).is_ok_and(|t| t.contains("switch gated")) {
@@ -659,7 +660,7 @@ fn a_second_switch_is_refused_while_one_runs() {
     }
     assert!(held, "the first switch takes the lock");
     let stderr = lab.switch("good", 3);
-    assert!(stderr.contains("another switch is running"), "{stderr}");
+    assert!(stderr.contains("in use by another pinstack"), "{stderr}");
     assert!(
         stderr.contains(&format!("pid {} (switch gated", first.id())),
         "{stderr}"

@@ -17,6 +17,7 @@ use crate::source::{self, ApplyOptions, ApplyOutcome, CheckOptions};
 pub fn fetch(p: &Printer, globals: &Globals, names: &[String]) -> Result<ExitStatus> {
     let pins = Pins::load(&globals.pins)?;
     let ws = globals.workspace();
+    let _lock = crate::lock::acquire(&ws.root, "pinstack fetch")?;
     let mut rows = Vec::new();
     for repo in pins.select(names)? {
         let report = {
@@ -59,6 +60,7 @@ pub fn fetch(p: &Printer, globals: &Globals, names: &[String]) -> Result<ExitSta
 pub fn apply(p: &Printer, globals: &Globals, names: &[String], force: bool) -> Result<ExitStatus> {
     let pins = Pins::load(&globals.pins)?;
     let ws = globals.workspace();
+    let _lock = crate::lock::acquire(&ws.root, "pinstack apply")?;
     let mut rows = Vec::new();
     for repo in pins.select(names)? {
         let report = {

@@ -2,7 +2,7 @@
 //! records of the last attempt, logs, the salt for secret hashes, and the workspace lock.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -71,11 +71,8 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(
-        "the workspace {} is in use by another pinstack ({holder}); wait for it to finish",
-        workspace.display()
-    )]
-    Locked { workspace: PathBuf, holder: String },
+    #[error(transparent)]
+    Locked(#[from] crate::lock::LockError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -179,40 +176,6 @@ impl Store {
             .filter(|b| b.len() >= 16)
             .unwrap_or_else(|| random_bytes(32).unwrap_or_default())
     }
-
-    /// Takes the workspace lock, or fails at once naming the holder.
-    pub fn lock(&self, workspace: &Path, what: &str) -> Result<WorkspaceLock, StoreError> {
-        std::fs::create_dir_all(&self.state).map_err(io(&self.state))?;
-        let path = self.state.join("lock");
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            return Err(StoreError::Locked {
-                workspace: workspace.to_owned(),
-                holder: if holder.is_empty() {
-                    "unknown process".to_owned()
-                } else {
-                    holder.to_owned()
-                },
-            });
-        }
-        file.set_len(0).map_err(io(&path))?;
-        write!(file, "pid {} ({what}, since {})", std::process::id(), now()).map_err(io(&path))?;
-        Ok(WorkspaceLock { _file: file })
-    }
-}
-
-/// Held while a command works on a workspace; released when dropped (or when the process dies).
-pub struct WorkspaceLock {
-    _file: std::fs::File,
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {

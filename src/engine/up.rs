@@ -110,7 +110,7 @@ pub fn up(
     let _lock = if opts.dry_run {
         None
     } else {
-        Some(store.lock(&ws.root, "pinstack up")?)
+        Some(crate::lock::acquire(&ws.root, "pinstack up").map_err(StoreError::from)?)
     };
     let salt = if opts.dry_run {
         store.salt_if_any()

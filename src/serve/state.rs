@@ -2,7 +2,6 @@
 //! (the profile, how it is supervised, its pid or unit, its log and its readiness answer),
 //! `logs/`, and the `lock` a switch holds.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -23,8 +22,8 @@ pub enum StateError {
         path: PathBuf,
         source: serde_json::Error,
     },
-    #[error("another switch is running in {dir} ({holder}); wait for it to finish", dir = dir.display())]
-    Locked { dir: PathBuf, holder: String },
+    #[error(transparent)]
+    Locked(#[from] crate::lock::LockError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
@@ -158,43 +157,10 @@ impl ServeDir {
         Ok(path)
     }
 
-    /// Takes the switch lock, or fails at once naming the holder.
-    pub fn lock(&self, what: &str) -> Result<SwitchLock, StateError> {
-        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        let path = self.dir.join("lock");
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            return Err(StateError::Locked {
-                dir: self.dir.clone(),
-                holder: if holder.is_empty() {
-                    "an unknown process".to_owned()
-                } else {
-                    holder.to_owned()
-                },
-            });
-        }
-        file.set_len(0).map_err(io(&path))?;
-        write!(
-            file,
-            "pid {} ({what}, since {})",
-            std::process::id(),
-            crate::fsutil::utc_stamp()
-        )
-        .map_err(io(&path))?;
-        Ok(SwitchLock { _file: file })
+    /// Takes the workspace lock (shared with `up`, `apply` and `fetch`), or fails at once
+    /// naming the holder.
+    pub fn lock(&self, what: &str) -> Result<crate::lock::WorkspaceLock, StateError> {
+        let workspace = self.dir.parent().unwrap_or(&self.dir);
+        Ok(crate::lock::acquire(workspace, what)?)
     }
-}
-
-/// Held while a switch runs; released when dropped or when pinstack dies.
-pub struct SwitchLock {
-    _file: std::fs::File,
 }

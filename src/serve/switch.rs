@@ -160,7 +160,7 @@ impl SwitchError {
 pub fn state_status(e: &StateError) -> ExitStatus {
     match e {
         StateError::Corrupt { .. } => ExitStatus::Invalid,
-        StateError::Io { .. } | StateError::Locked { .. } => ExitStatus::Failed,
+        StateError::Io { .. } | StateError::Locked(_) => ExitStatus::Failed,
     }
 }
 
