@@ -980,3 +980,29 @@ fn the_production_recipe_renders_all_five_profiles() {
             .exists()
     );
 }
+
+/// Reinstalling over a generated file a person edited saves their version beside it first,
+/// and says where.
+#[test]
+fn reinstalling_over_an_edited_unit_saves_the_edit_first() {
+    let fx = lab();
+    install(&fx);
+    let root = prefix(&fx);
+    let unit = root.join("etc/systemd/system/pinstack-lab@.service");
+    let original = read(&unit);
+    let edited = format!("{original}# tuned by hand: Nice=-5\n");
+    std::fs::write(&unit, &edited).unwrap();
+    let v = install(&fx);
+    let saved = v["saved"].as_array().unwrap();
+    assert_eq!(saved.len(), 1, "{v:#}");
+    assert_eq!(
+        saved[0]["path"],
+        "/etc/systemd/system/pinstack-lab@.service"
+    );
+    let copy = std::path::PathBuf::from(saved[0]["saved_as"].as_str().unwrap());
+    assert_eq!(read(&copy), edited, "the person's version is kept");
+    assert_eq!(read(&unit), original, "the unit is rendered again");
+    // A file pinstack wrote itself is replaced without a copy.
+    let v = install(&fx);
+    assert!(v["saved"].as_array().unwrap().is_empty(), "{v:#}");
+}

@@ -84,6 +84,7 @@ pub fn install_service(
             "venv_files": m.venv_files.len(),
             "native_libraries": m.native.len(),
             "daemon_reload": reloaded,
+            "saved": installed.saved.iter().map(|(t, c)| json!({"path": t.display().to_string(), "saved_as": c.display().to_string()})).collect::<Vec<_>>(),
         }))?;
     } else {
         let mut text = format!(
@@ -121,6 +122,13 @@ pub fn install_service(
         p.out(&text)?;
     }
 
+    for (target, copy) in &installed.saved {
+        p.note(&format!(
+            "{} had been edited since the last install: your version is saved as {}",
+            layout.on_disk(target).display(),
+            copy.display()
+        ));
+    }
     for (target, state) in &installed.files {
         if *state == FileState::Kept {
             p.note(&format!(

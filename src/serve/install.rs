@@ -772,6 +772,8 @@ impl FileState {
 pub struct Installed {
     /// Each file's target path and what happened to it.
     pub files: Vec<(PathBuf, FileState)>,
+    /// Files a person had edited, saved before they were replaced: (target, copy on disk).
+    pub saved: Vec<(PathBuf, PathBuf)>,
     pub manifest: Manifest,
 }
 
@@ -814,8 +816,27 @@ pub fn install(
     let manifest_path = layout.on_disk(&layout.manifest());
     let previous = read_manifest(&manifest_path).ok();
     let mut states = Vec::new();
+    let mut saved = Vec::new();
+    let recorded: std::collections::HashMap<&Path, &str> = previous
+        .iter()
+        .flat_map(|m| &m.generated)
+        .map(|g| (g.path.as_path(), g.sha256.as_str()))
+        .collect();
     for f in files {
-        let state = write_file(&layout.on_disk(&f.target), &f.bytes, f.mode)?;
+        let path = layout.on_disk(&f.target);
+        // A file this install would replace that is not what pinstack last wrote (a person
+        // edited the unit, say) is saved beside it first.
+        if let Some(now) = entry(&path)?
+            && now.sha256 != hex(&Sha256::digest(&f.bytes))
+            && recorded.get(f.target.as_path()) != Some(&now.sha256.as_str())
+        {
+            let mut copy = path.clone().into_os_string();
+            copy.push(format!(".pinstack-saved-{installed_at}"));
+            let copy = PathBuf::from(copy);
+            fs::copy(&path, &copy).map_err(io(&copy))?;
+            saved.push((f.target.clone(), copy));
+        }
+        let state = write_file(&path, &f.bytes, f.mode)?;
         states.push((f.target.clone(), state));
     }
     let rendered: BTreeSet<&Path> = files.iter().map(|f| f.target.as_path()).collect();
@@ -860,6 +881,7 @@ pub fn install(
     write_file(&manifest_path, &json, 0o644)?;
     Ok(Installed {
         files: states,
+        saved,
         manifest,
     })
 }
