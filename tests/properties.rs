@@ -172,3 +172,58 @@ proptest! {
         prop_assert!(fine.place_under(&path).is_err(), "base_dir {path:?} accepted");
     }
 }
+
+/// Fragments YAML files are made of, so that generated inputs reach deep into the loaders
+/// (keys they know, aliases, flow collections, odd scalars) instead of failing at byte one.
+fn yaml_soup() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("repos:\n".to_owned()),
+        Just("  a:\n".to_owned()),
+        Just("    url: u\n".to_owned()),
+        Just("    commit: 0123456789012345678901234567890123456789\n".to_owned()),
+        Just("    patches:\n      - bundle: b\n        sha256: ff\n".to_owned()),
+        Just("name: n\nsteps:\n  - id: a\n    run: x\n".to_owned()),
+        Just("    needs: [a]\n".to_owned()),
+        Just("vars: { A: ${B} }\n".to_owned()),
+        Just("x: &a [*a]\n".to_owned()),
+        Just("- &b {k: *b}\n".to_owned()),
+        Just("[[[[[[[[".to_owned()),
+        Just("\t\"\\u0000\"\n".to_owned()),
+        Just("? complex\n: key\n".to_owned()),
+        Just("!!binary AAAA\n".to_owned()),
+        "[ -~]{0,12}\n",
+    ];
+    proptest::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Arbitrary bytes never make the bundle decoder panic or run away.
+    #[test]
+    fn the_bundle_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = decode(&bytes);
+    }
+
+    /// Arbitrary text never makes the diff parser panic, and what it accepts has safe paths
+    /// once checked.
+    #[test]
+    fn the_diff_parser_never_panics(text in "(diff --git a/[a-z./]{1,8} b/[a-z./]{1,8}\n|@@ -[0-9],[0-9] \\+[0-9],[0-9] @@\n|[-+ ][a-z]{0,5}\n|index [0-9a-f]{7}\\.\\.[0-9a-f]{7}\n|new file mode 100644\n|--- a/[a-z]{1,4}\n|\\+\\+\\+ b/[a-z]{1,4}\n){0,30}") {
+        if let Ok(patch) = Patch::parse(text.into_bytes()) {
+            let _ = patch.check_paths();
+        }
+    }
+
+    /// Both YAML loaders turn any input into a value or an error with a location, never a
+    /// panic or a hang.
+    #[test]
+    fn the_yaml_loaders_never_panic(text in yaml_soup()) {
+        let path = std::path::Path::new("fuzz.yaml");
+        let _ = pinstack::pins::Pins::parse(path, text.as_bytes());
+        let opts = pinstack::recipe::LoadOptions {
+            workspace: Some(std::env::temp_dir()),
+            caller_env: Default::default(),
+        };
+        let _ = pinstack::recipe::Recipe::parse(path, text.as_bytes(), &opts);
+    }
+}
