@@ -17,9 +17,11 @@ use crate::source::{self, ApplyOptions, ApplyOutcome, CheckOptions};
 pub fn fetch(p: &Printer, globals: &Globals, names: &[String]) -> Result<ExitStatus> {
     let pins = Pins::load(&globals.pins)?;
     let ws = globals.workspace();
-    let _lock = crate::lock::acquire(&ws.root, "pinstack fetch")?;
     let mut rows = Vec::new();
-    for repo in pins.select(names)? {
+    // Names are checked before the lock is taken: bad input writes nothing.
+    let selected = pins.select(names)?;
+    let _lock = crate::lock::acquire(&ws.root, "pinstack fetch")?;
+    for repo in selected {
         let report = {
             let _task = p.task(&format!("fetch {} @ {}", repo.name, short(&repo.commit)));
             source::fetch(&ws, repo)?
@@ -60,9 +62,10 @@ pub fn fetch(p: &Printer, globals: &Globals, names: &[String]) -> Result<ExitSta
 pub fn apply(p: &Printer, globals: &Globals, names: &[String], force: bool) -> Result<ExitStatus> {
     let pins = Pins::load(&globals.pins)?;
     let ws = globals.workspace();
-    let _lock = crate::lock::acquire(&ws.root, "pinstack apply")?;
     let mut rows = Vec::new();
-    for repo in pins.select(names)? {
+    let selected = pins.select(names)?;
+    let _lock = crate::lock::acquire(&ws.root, "pinstack apply")?;
+    for repo in selected {
         let report = {
             let _task = p.task(&format!("apply {}", repo.name));
             source::apply(&ws, &pins, repo, ApplyOptions { force })?
