@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Writes a file atomically: a temporary file in the same folder, synced, then renamed over.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    crate::fault::disk_full(path)?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -248,3 +248,49 @@ fn workspace_option_moves_the_checkouts() {
         first
     );
 }
+
+/// pinstack killed at many moments during a fetch (while git fetches, while the checkout is
+/// written): a plain rerun always converges to the pinned tree, detached, with nothing left over.
+#[test]
+fn a_fetch_killed_at_any_moment_converges_on_rerun() {
+    let fx = Fixture::new();
+    let up = fx.upstream("big");
+    for c in 0..4 {
+        for i in 0..300 {
+            up.write(
+                &format!("d{}/f{i}.txt", i % 17),
+                numbered(&format!("{c}-{i}"), 20),
+            );
+        }
+        up.commit(&format!("commit {c}"));
+    }
+    let pin = up.head();
+    fx.pins(&[Pin::new("big", &up, &pin)]);
+    let checkout = fx.checkout("big");
+    let mut kills = 0;
+    for round in 0..12u64 {
+        let _ = std::fs::remove_dir_all(fx.path("workspace"));
+        let mut child = fx
+            .pinstack_std()
+            .arg("fetch")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5 + round * 12));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+        fx.pinstack().arg("fetch").assert().code(0);
+        assert_eq!(git(&checkout, &["rev-parse", "HEAD"]), pin, "round {round}");
+        assert_eq!(
+            git(&checkout, &["status", "--porcelain"]),
+            "",
+            "round {round}: nothing but the pinned tree"
+        );
+        assert_eq!(git(&checkout, &["rev-parse", "HEAD^{tree}"]), up.tree(&pin));
+    }
+    assert!(kills > 0, "at least one fetch was killed mid-way");
+}

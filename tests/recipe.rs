@@ -1477,3 +1477,38 @@ fn up_apply_and_fetch_exclude_each_other_on_one_workspace() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
 }
+
+/// A full disk while the checkpoint is written (simulated in test builds): the step is not
+/// recorded done, the message names what could not be written, and the next run recovers.
+#[test]
+fn a_full_disk_while_writing_a_checkpoint_leaves_the_step_not_done() {
+    let yaml = recipe(
+        "name: full",
+        &[step("one", &[], &[]), step("two", &[], &[])],
+    );
+    let t = RecipeTest::new(&yaml);
+    let out = t.run(&["up"], &[("PINSTACK_FAULT_DISK_FULL", "two.done.json")], 3);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("two.done.json") && err.contains("No space left on device"),
+        "{err}"
+    );
+    assert_eq!(
+        t.statuses(),
+        vec![
+            ("one".to_owned(), "done".to_owned()),
+            ("two".to_owned(), "failed".to_owned())
+        ]
+    );
+    let reason = t.step_plan("two")["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("could not be recorded done"), "{reason}");
+    t.up(&[], 0);
+    t.assert_counts(&[("one", 1), ("two", 2)]);
+    assert_eq!(
+        t.statuses(),
+        vec![
+            ("one".to_owned(), "done".to_owned()),
+            ("two".to_owned(), "done".to_owned())
+        ]
+    );
+}

@@ -241,7 +241,21 @@ pub fn up(
                     boot_id: boot.clone(),
                     exports,
                 };
-                store.save_checkpoint(&cp)?;
+                if let Err(e) = store.save_checkpoint(&cp) {
+                    // The step ran, but is not recorded done: the next `up` runs it again.
+                    let _ = store.save_attempt(
+                        &step.id,
+                        &Attempt {
+                            status: AttemptStatus::Failed,
+                            pid: std::process::id(),
+                            group: None,
+                            started_at: store::now(),
+                            fingerprint: plan.fingerprint.clone(),
+                            detail: format!("it ran, but could not be recorded done: {e}"),
+                        },
+                    );
+                    return Err(e.into());
+                }
                 store.clear_attempt(&step.id)?;
                 plan.status = Status::Done;
                 plan.run_id = Some(cp.run_id);
