@@ -48,8 +48,25 @@ pub fn local(repo: &str, context: impl Into<String>) -> impl FnOnce(git2::Error)
     }
 }
 
-/// Runs the `git` program; its progress goes to our stderr, its errors into the returned error.
+/// Runs the `git` program; a run that finds a lock file of another git (one a killed pinstack
+/// left running, say) is retried for a while before it fails.
 pub fn run(repo: &str, cwd: &Path, args: &[&str]) -> Result<(), GitError> {
+    let mut tries = 0;
+    loop {
+        match run_once(repo, cwd, args) {
+            Err(GitError::Command { stderr, .. })
+                if tries < 20 && stderr.contains(".lock") && stderr.contains("exists") =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Runs the `git` program once; its errors go into the returned error.
+fn run_once(repo: &str, cwd: &Path, args: &[&str]) -> Result<(), GitError> {
     let mut cmd = Command::new("git");
     cmd.args(args)
         .current_dir(cwd)

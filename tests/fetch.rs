@@ -268,7 +268,7 @@ fn a_fetch_killed_at_any_moment_converges_on_rerun() {
     fx.pins(&[Pin::new("big", &up, &pin)]);
     let checkout = fx.checkout("big");
     let mut kills = 0;
-    for round in 0..12u64 {
+    for round in 0..24u64 {
         let _ = std::fs::remove_dir_all(fx.path("workspace"));
         let mut child = fx
             .pinstack_std()
@@ -277,7 +277,7 @@ fn a_fetch_killed_at_any_moment_converges_on_rerun() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(5 + round * 12));
+        std::thread::sleep(std::time::Duration::from_millis(5 + round * 7));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
             kills += 1;

@@ -57,11 +57,26 @@ pub(super) fn open_or_init(repo: &Repo, path: &Path) -> Result<Repository, Sourc
         Err(e) => return Err(SourceError::io(path)(e)),
     };
     if empty {
-        std::fs::create_dir_all(path).map_err(SourceError::io(path))?;
-        let r = Repository::init(path).map_err(local(&repo.name, "creating the checkout"))?;
-        r.remote("origin", &repo.url)
-            .map_err(local(&repo.name, "recording the origin url"))?;
-        return Ok(r);
+        // Made beside the target and renamed into place, so a kill never leaves a folder that is
+        // half a repository: the target is either absent, empty, or a repository with its origin.
+        let parent = path.parent().unwrap_or(Path::new("."));
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let staging = parent.join(format!(".{name}.pinstack-init"));
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(SourceError::io(&staging))?;
+        }
+        std::fs::create_dir_all(&staging).map_err(SourceError::io(&staging))?;
+        {
+            let r = Repository::init(&staging)
+                .map_err(local(&repo.name, "creating the checkout"))?;
+            r.remote("origin", &repo.url)
+                .map_err(local(&repo.name, "recording the origin url"))?;
+        }
+        if path.exists() {
+            std::fs::remove_dir(path).map_err(SourceError::io(path))?;
+        }
+        std::fs::rename(&staging, path).map_err(SourceError::io(path))?;
+        return Repository::open(path).map_err(|e| local(&repo.name, "opening the checkout")(e).into());
     }
     let r = open_checkout(repo, path)?;
     let found = r
