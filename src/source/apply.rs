@@ -130,10 +130,13 @@ pub fn apply(
         };
         return Ok(report(outcome, rescued, undone));
     }
-    if !worktree::changed_paths(&r, &repo.name)?.is_empty() {
+    // Each status is a walk of the whole work tree: read it again only after undoing something.
+    let mut changed = worktree::changed_paths(&r, &repo.name)?;
+    if !changed.is_empty() {
         undone = record::undo_own_work(ws, &repo.name, &r)?;
+        changed = worktree::changed_paths(&r, &repo.name)?;
     }
-    if !worktree::changed_paths(&r, &repo.name)?.is_empty() {
+    if !changed.is_empty() {
         if !opts.force {
             return Err(SourceError::NotAsPinned {
                 repo: repo.name.clone(),

@@ -67,8 +67,8 @@ pub(super) fn open_or_init(repo: &Repo, path: &Path) -> Result<Repository, Sourc
         }
         std::fs::create_dir_all(&staging).map_err(SourceError::io(&staging))?;
         {
-            let r = Repository::init(&staging)
-                .map_err(local(&repo.name, "creating the checkout"))?;
+            let r =
+                Repository::init(&staging).map_err(local(&repo.name, "creating the checkout"))?;
             r.remote("origin", &repo.url)
                 .map_err(local(&repo.name, "recording the origin url"))?;
         }
@@ -76,7 +76,8 @@ pub(super) fn open_or_init(repo: &Repo, path: &Path) -> Result<Repository, Sourc
             std::fs::remove_dir(path).map_err(SourceError::io(path))?;
         }
         std::fs::rename(&staging, path).map_err(SourceError::io(path))?;
-        return Repository::open(path).map_err(|e| local(&repo.name, "opening the checkout")(e).into());
+        return Repository::open(path)
+            .map_err(|e| local(&repo.name, "opening the checkout")(e).into());
     }
     let r = open_checkout(repo, path)?;
     let found = r
