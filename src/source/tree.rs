@@ -1,9 +1,10 @@
 //! Applying a bundle to a tree in memory with libgit2, and explaining why a bundle does not apply.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 
-use git2::{Diff, ObjectType, Oid, Repository, Tree, TreeWalkMode, TreeWalkResult};
+use git2::build::TreeUpdateBuilder;
+use git2::{Diff, FileMode, ObjectType, Oid, Repository, Tree, TreeWalkMode, TreeWalkResult};
 
 use crate::diff::{Change, FilePatch, Hunk, Patch};
 
@@ -69,10 +70,7 @@ pub fn apply_patch(repo: &Repository, base: &Tree<'_>, patch: &Patch) -> Result<
         hunk: None,
         detail: format!("libgit2 cannot read the diff: {}", e.message()),
     })?;
-    let applied = repo
-        .apply_to_tree(base, &diff, None)
-        .and_then(|mut index| index.write_tree_to(repo));
-    let tree_id = match applied {
+    let tree_id = match apply_to_paths(repo, base, patch, &diff) {
         Ok(id) => id,
         Err(e) => return Err(diagnose(repo, base, patch, e.message())),
     };
@@ -84,6 +82,66 @@ pub fn apply_patch(repo: &Repository, base: &Tree<'_>, patch: &Patch) -> Result<
     })?;
     check_postimages(&tree, patch)?;
     Ok(tree_id)
+}
+
+/// Applies the diff with libgit2 to a tree holding only the paths the diff touches, then writes
+/// the results into `base` with a tree update. libgit2's own apply reads the whole tree into an
+/// index and writes it all back; this costs what the diff touches, not what the tree holds.
+fn apply_to_paths(
+    repo: &Repository,
+    base: &Tree<'_>,
+    patch: &Patch,
+    diff: &Diff<'_>,
+) -> Result<Oid, git2::Error> {
+    let paths: BTreeSet<&str> = patch
+        .files
+        .iter()
+        .flat_map(|f| [f.old_path.as_deref(), f.new_path.as_deref()])
+        .flatten()
+        .collect();
+    // A path that would go under a file of the tree is a conflict the small tree cannot see.
+    for path in &paths {
+        for (i, _) in path.match_indices('/') {
+            if base
+                .get_path(Path::new(&path[..i]))
+                .is_ok_and(|e| e.kind() == Some(ObjectType::Blob))
+            {
+                return Err(git2::Error::from_str(&format!(
+                    "{path}: {} is a file in the tree",
+                    &path[..i]
+                )));
+            }
+        }
+    }
+    let empty = repo.treebuilder(None)?.write()?;
+    let empty = repo.find_tree(empty)?;
+    let mut small = TreeUpdateBuilder::new();
+    for path in &paths {
+        if let Ok(e) = base.get_path(Path::new(path))
+            && e.kind() == Some(ObjectType::Blob)
+        {
+            small.upsert(*path, e.id(), file_mode(e.filemode()));
+        }
+    }
+    let small = repo.find_tree(small.create_updated(repo, &empty)?)?;
+    let index = repo.apply_to_tree(&small, diff, None)?;
+    let mut update = TreeUpdateBuilder::new();
+    for path in &paths {
+        match index.get_path(Path::new(path), 0) {
+            Some(e) => update.upsert(*path, e.id, file_mode(e.mode as i32)),
+            None => update.remove(*path),
+        };
+    }
+    update.create_updated(repo, base)
+}
+
+fn file_mode(mode: i32) -> FileMode {
+    match mode {
+        0o100755 => FileMode::BlobExecutable,
+        0o120000 => FileMode::Link,
+        0o160000 => FileMode::Commit,
+        _ => FileMode::Blob,
+    }
 }
 
 /// Each file's blob after applying must match the post-image on the diff's `index` line.
