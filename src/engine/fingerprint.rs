@@ -132,6 +132,32 @@ fn salted(salt: &[u8], value: &str) -> String {
 /// inside a source tree do not change its digest and the cost follows what changed, not the
 /// size of the tree. Other folders are hashed file by file.
 pub fn digest_path(path: &Path) -> String {
+    // Several steps often name the same tree: it is read once until a step runs.
+    let cache = DIGESTS.get_or_init(Default::default);
+    if let Some(d) = cache.lock().ok().and_then(|c| c.get(path).cloned()) {
+        return d;
+    }
+    let d = compute_digest(path);
+    if let Ok(mut c) = cache.lock() {
+        c.insert(path.to_owned(), d.clone());
+    }
+    d
+}
+
+static DIGESTS: std::sync::OnceLock<
+    std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, String>>,
+> = std::sync::OnceLock::new();
+
+/// Forgets the digests read so far: a step has run and may have changed its inputs.
+pub fn forget_digests() {
+    if let Some(c) = DIGESTS.get()
+        && let Ok(mut c) = c.lock()
+    {
+        c.clear();
+    }
+}
+
+fn compute_digest(path: &Path) -> String {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return "absent".to_owned();
     };

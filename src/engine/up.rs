@@ -209,6 +209,7 @@ pub fn up(
         });
         let started = Instant::now();
         let outcome = run_step(step, use_sudo, pins, ws, store, &plan, interrupt, events)?;
+        fingerprint::forget_digests();
         let elapsed = started.elapsed();
         events(UpEvent::Finish {
             step,
