@@ -106,7 +106,9 @@ pub fn apply(
     let expected = r
         .find_tree(tree_id)
         .map_err(local(&repo.name, "reading a tree"))?;
-    let state = worktree::compare(&r, &repo.name, &pin_tree, &expected)?;
+    // The work tree's status is read once here, and again only after undoing something.
+    let mut changed = worktree::changed_paths(&r, &repo.name)?;
+    let state = worktree::compare_changed(&r, &repo.name, &pin_tree, &expected, &changed)?;
     let report = |outcome, rescue, replaced_previous| ApplyReport {
         repo: repo.name.clone(),
         replaced_previous,
@@ -130,11 +132,11 @@ pub fn apply(
         };
         return Ok(report(outcome, rescued, undone));
     }
-    // Each status is a walk of the whole work tree: read it again only after undoing something.
-    let mut changed = worktree::changed_paths(&r, &repo.name)?;
     if !changed.is_empty() {
         undone = record::undo_own_work(ws, &repo.name, &r)?;
-        changed = worktree::changed_paths(&r, &repo.name)?;
+        if undone {
+            changed = worktree::changed_paths(&r, &repo.name)?;
+        }
     }
     if !changed.is_empty() {
         if !opts.force {
@@ -153,19 +155,34 @@ pub fn apply(
     }
     refuse_symlinked_parents(&path, &repo.name, changes.iter().map(String::as_str))?;
     let mut co = CheckoutBuilder::new();
-    co.safe().update_index(false).recreate_missing(true);
+    // The tree holds exactly the pin now: only the bundles' paths are written, and libgit2 looks
+    // at nothing else.
+    co.safe()
+        .update_index(false)
+        .recreate_missing(true)
+        .disable_pathspec_match(true);
+    for p in &changes {
+        co.path(p.as_str());
+    }
     // The journal goes first: a kill while files are written leaves work pinstack recognises.
     record::save(ws, &repo.name, &repo.commit, &written, true)?;
     co.progress(|_, done, _| crate::fault::point("apply-write", done));
     r.checkout_tree(expected.as_object(), Some(&mut co))
         .map_err(local(&repo.name, "writing the patched files"))?;
-    let after = worktree::compare(&r, &repo.name, &pin_tree, &expected)?;
-    if !after.is_empty() {
+    // Every other path held the pin before and was not touched: proving the bundles' paths
+    // proves the tree.
+    let files = worktree::WorkFiles::new(&r, &repo.name)?;
+    let wrong: Vec<&str> = changes
+        .iter()
+        .filter(|p| files.entry(p) != worktree::entry(&expected, p))
+        .map(String::as_str)
+        .collect();
+    if !wrong.is_empty() {
         return Err(SourceError::NotAsPinned {
             repo: repo.name.clone(),
             message: format!(
-                "after applying, the checkout does not equal pin + bundles:{}",
-                after.listing(20)
+                "after applying, these paths do not hold pin + bundles: {}",
+                wrong.join(", ")
             ),
         });
     }

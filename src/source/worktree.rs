@@ -118,7 +118,20 @@ pub fn compare(
     pin: &Tree<'_>,
     expected: &Tree<'_>,
 ) -> Result<WorktreeDiff, GitError> {
-    let mut paths = classify(repo, name, pin, expected, BTreeSet::new())?;
+    let changed = changed_paths(repo, name)?;
+    compare_changed(repo, name, pin, expected, &changed)
+}
+
+/// [`compare`], with the work tree's status already read (`changed_paths`): each status is a
+/// walk of the whole work tree.
+pub fn compare_changed(
+    repo: &Repository,
+    name: &str,
+    pin: &Tree<'_>,
+    expected: &Tree<'_>,
+    changed: &BTreeSet<String>,
+) -> Result<WorktreeDiff, GitError> {
+    let mut paths = classify_changed(repo, name, pin, expected, changed.clone())?;
     paths.retain(|p| p.class != PathClass::Patched);
     Ok(WorktreeDiff { paths })
 }
@@ -133,10 +146,21 @@ pub fn classify(
     expected: &Tree<'_>,
     extra: BTreeSet<String>,
 ) -> Result<Vec<PathState>, GitError> {
-    let files = WorkFiles::new(repo, name)?;
-    let bundle_paths = tree_changes(repo, name, pin, expected)?;
     let mut candidates = extra;
     candidates.extend(changed_paths(repo, name)?);
+    classify_changed(repo, name, pin, expected, candidates)
+}
+
+/// [`classify`] over these candidates (the status already read, and any extra paths).
+fn classify_changed(
+    repo: &Repository,
+    name: &str,
+    pin: &Tree<'_>,
+    expected: &Tree<'_>,
+    mut candidates: BTreeSet<String>,
+) -> Result<Vec<PathState>, GitError> {
+    let files = WorkFiles::new(repo, name)?;
+    let bundle_paths = tree_changes(repo, name, pin, expected)?;
     candidates.extend(bundle_paths.iter().cloned());
     let index = repo.index().map_err(local(name, "reading the index"))?;
     let mut paths = Vec::new();
