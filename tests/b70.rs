@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Fixture, PatchEntry, Pin, Upstream, pins_yaml, sha256};
+use crate::harness::{Fixture, PatchEntry, Pin, Upstream, files_under, pins_yaml, sha256};
 
 /// The stand-ins: one Python program, dispatched on the name it is called by.
 const STANDIN: &str = r##""""Stand-ins for the programs of a B70 host, one file dispatched on the name given first.
@@ -1435,27 +1435,6 @@ fn real_python() -> String {
         .output()
         .expect("python3 runs");
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// Every file under `dir` (symbolic links not followed).
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries {
-            let e = e.unwrap();
-            let meta = std::fs::symlink_metadata(e.path()).unwrap();
-            if meta.is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
 }
 
 fn wait_for(path: &Path) {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use serde_json::Value;
 
-use crate::harness::{Fixture, Pin, sha256};
+use crate::harness::{Fixture, Pin, files_under, sha256};
 
 /// The recipe file every test writes, relative to the fixture root (pinstack's working folder).
 const RECIPE: &str = "recipe.yaml";
@@ -250,27 +250,6 @@ fn chain() -> RecipeTest {
     let t = RecipeTest::new(&yaml);
     t.write("in/a.txt", "a1\n").write("in/d.txt", "d1\n");
     t
-}
-
-/// Every file under `dir` (symbolic links not followed).
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries {
-            let e = e.unwrap();
-            let meta = std::fs::symlink_metadata(e.path()).unwrap();
-            if meta.is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
 }
 
 /// Waits (up to a minute) until `path` exists and holds a line; returns that line.
@@ -728,7 +707,11 @@ fn dry_run_prints_commands_with_their_environment_and_runs_nothing() {
     assert!(shown.contains("LEVEL=9"), "{shown}");
     assert!(!all_output(&out).contains("dry-run-unique-secret"));
     t.assert_counts(&[("fetch", 0), ("build", 0)]);
-    assert!(walk(&t.ws).is_empty(), "a dry run wrote {:?}", walk(&t.ws));
+    assert!(
+        files_under(&t.ws).is_empty(),
+        "a dry run wrote {:?}",
+        files_under(&t.ws)
+    );
 
     t.run(&["up"], &env, 0);
     t.write("in.txt", "2\n");
@@ -839,7 +822,7 @@ fn secrets_appear_in_no_file_under_the_workspace_nor_in_json_or_dry_run() {
 
     // Not in any file, in plain text or as a plain (unsalted) sha256.
     let plain_hash = sha256(SECRET.as_bytes());
-    let files = walk(t.fx.root());
+    let files = files_under(t.fx.root());
     assert!(files.iter().any(|f| f.starts_with(t.ws_path(".pinstack"))));
     assert!(files.iter().any(|f| f.starts_with(t.ws_path("logs"))));
     for f in files {
@@ -893,7 +876,7 @@ fn caller_values_with_shell_metacharacters_are_data_not_code() {
     assert_eq!(read("inside.txt"), format!("one string: {evil3} end\n"));
     assert_eq!(read("single.txt"), format!("single: {evil1}\n"));
     assert_eq!(read("argv.txt"), format!("{evil1}\n"));
-    for f in walk(t.fx.root()) {
+    for f in files_under(t.fx.root()) {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         assert!(!name.starts_with("PWNED"), "{} was created", f.display());
     }
