@@ -869,3 +869,37 @@ fn systemd_switch_stops_and_starts_the_units_in_order() {
     let pid = lab.state().unwrap()["pid"].as_u64().unwrap();
     lab.extra.borrow_mut().push(pid as u32);
 }
+
+/// pinstack killed at many moments of a switch (while stopping, starting, waiting): a plain
+/// rerun of the switch always converges to the profile running, healthy, with no other server
+/// left behind.
+#[test]
+fn a_switch_killed_at_any_moment_converges_on_rerun() {
+    let lab = Lab::new();
+    lab.switch("good", 0);
+    let port_of = |profile: &str| {
+        if profile == "good" {
+            lab.port
+        } else {
+            lab.port2
+        }
+    };
+    for round in 0..8u64 {
+        let (target, other) = if round % 2 == 0 {
+            ("other", "good")
+        } else {
+            ("good", "other")
+        };
+        let mut child = lab
+            .cmd()
+            .args(["switch", target, "--supervisor", "process"])
+            .spawn_ok();
+        std::thread::sleep(Duration::from_millis(20 + round * 45));
+        let _ = child.kill();
+        let _ = child.wait();
+        lab.switch(target, 0);
+        lab.assert_healthy(target);
+        let left = std::net::TcpStream::connect(("127.0.0.1", port_of(other))).is_ok();
+        assert!(!left, "round {round}: a {other} server was left behind");
+    }
+}
