@@ -726,3 +726,43 @@ fn an_apply_killed_while_writing_files_is_finished_by_the_next_run() {
         b"a person's edit\n"
     );
 }
+
+/// A full disk when the bundles' files are about to be written (simulated in test builds):
+/// nothing is written, the message says the disk is full, and the next apply recovers.
+#[test]
+fn a_full_disk_during_apply_writes_nothing_and_the_next_run_recovers() {
+    let (fx, up, base, diff, _tree) = applied_fixture_unapplied();
+    let checkout = fx.checkout("app");
+    let before = fx.worktree_tree(&checkout);
+    let out = fx
+        .pinstack()
+        .env("PINSTACK_FAULT_DISK_FULL", "src/app")
+        .arg("apply")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No space left on device"));
+    assert_eq!(fx.worktree_tree(&checkout), before, "nothing was written");
+    fx.pinstack().arg("apply").assert().code(0);
+    assert_eq!(
+        fx.worktree_tree(&checkout),
+        fx.oracle_tree(&up, &base, &[(&diff, None)])
+    );
+}
+
+/// A pinned repo with a bundle, fetched but not applied.
+fn applied_fixture_unapplied() -> (Fixture, crate::harness::Upstream, String, Vec<u8>, String) {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("f.txt", numbered("f", 10));
+    let base = up.commit("pin");
+    up.write("f.txt", numbered("f", 10).replace("f 4\n", "f 4 patched\n"));
+    up.write("new.txt", "new\n");
+    let tip = up.commit("fix");
+    let diff = up.diff(&base, &tip);
+    let b = fx.bundle("fix", &diff);
+    fx.pins(&[Pin::new("app", &up, &base).patch(b.entry())]);
+    fx.pinstack().arg("fetch").assert().code(0);
+    let tree = up.tree(&base);
+    (fx, up, base, diff, tree)
+}

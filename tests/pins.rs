@@ -192,3 +192,27 @@ fn a_bundle_in_another_repo_must_name_a_safe_path() {
     );
     refused(&text, 9, "..");
 }
+
+/// An alias bomb inside a place the schema allows (a repo's `patches:` list of lists), deep
+/// nesting and a file over the size limit: each is refused quickly with a location, and
+/// nothing is fetched.
+#[test]
+fn alias_bombs_deep_nesting_and_huge_files() {
+    let mut bomb = format!("repos:\n  app:\n    url: /a\n    commit: {COMMIT}\n    patches:\n");
+    bomb.push_str("      - &l0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*l{}", i - 1); 10].join(", ");
+        bomb.push_str(&format!("      - &l{i} [{refs}]\n"));
+    }
+    refused(&bomb, 6, "");
+
+    let deep = format!(
+        "repos:\n  app: {}{}\n",
+        "[".repeat(20_000),
+        "]".repeat(20_000)
+    );
+    refused(&deep, 2, "");
+
+    let huge = format!("repos:\n{}\n", "#".repeat(5 * 1024 * 1024));
+    refused(&huge, 1, "limit for YAML files");
+}

@@ -1495,3 +1495,45 @@ fn a_full_disk_while_writing_a_checkpoint_leaves_the_step_not_done() {
         ]
     );
 }
+
+/// A recipe holding an alias bomb, deep nesting or too many bytes is refused with a location,
+/// before anything runs.
+#[test]
+fn hostile_recipes_are_refused_with_a_location() {
+    let mut bomb = "name: bomb\nvars:\n  A: &a0 [x, x, x, x, x, x, x, x, x, x]\n".to_owned();
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+        bomb.push_str(&format!("  V{i}: &a{i} [{refs}]\n"));
+    }
+    bomb.push_str("steps:\n  - id: a\n    run: 'true'\n");
+    let deep = format!(
+        "name: deep\nvars: {}{}\nsteps: []\n",
+        "{a: ".repeat(20_000),
+        "}".repeat(20_000)
+    );
+    let huge = format!("name: huge\n{}\nsteps: []\n", "#".repeat(5 * 1024 * 1024));
+    for yaml in [bomb, deep, huge] {
+        let t = RecipeTest::new(&yaml);
+        let out = t.up(&[], 2);
+        let err = text(&out.stderr);
+        assert!(err.contains("recipe.yaml:"), "{err}");
+        assert!(!t.ws.join(".pinstack").exists(), "nothing ran");
+    }
+}
+
+/// A full disk when a step's log is created (simulated in test builds): the step does not run
+/// and is not recorded done, the message names the log, and the next run recovers.
+#[test]
+fn a_full_disk_for_a_log_stops_before_the_step_runs() {
+    let yaml = recipe("name: full-log", &[step("one", &[], &[])]);
+    let t = RecipeTest::new(&yaml);
+    let out = t.run(&["up"], &[("PINSTACK_FAULT_DISK_FULL", "logs/one.log")], 3);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("one.log") && err.contains("No space left on device"),
+        "{err}"
+    );
+    t.assert_counts(&[("one", 0)]);
+    t.up(&[], 0);
+    t.assert_counts(&[("one", 1)]);
+}

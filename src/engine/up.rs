@@ -355,6 +355,7 @@ fn run_step(
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir).map_err(log_err)?;
     }
+    crate::fault::disk_full(&log_path).map_err(log_err)?;
     let mut log = std::io::BufWriter::new(std::fs::File::create(&log_path).map_err(log_err)?);
     let secrets = &step.secrets;
     let argv = runner::command_line(step, use_sudo);

@@ -165,6 +165,7 @@ pub fn apply(
         co.path(p.as_str());
     }
     // The journal goes first: a kill while files are written leaves work pinstack recognises.
+    crate::fault::disk_full(&path).map_err(SourceError::io(&path))?;
     record::save(ws, &repo.name, &repo.commit, &written, true)?;
     co.progress(|_, done, _| crate::fault::point("apply-write", done));
     r.checkout_tree(expected.as_object(), Some(&mut co))
