@@ -1537,3 +1537,25 @@ fn a_full_disk_for_a_log_stops_before_the_step_runs() {
     t.up(&[], 0);
     t.assert_counts(&[("one", 1)]);
 }
+
+/// pinstack killed after a step finished but before its checkpoint was written: the step is
+/// not recorded done, and the next `up` runs it again and converges.
+#[test]
+fn a_kill_before_the_checkpoint_is_written_reruns_the_step() {
+    let t = chain();
+    let killed = t
+        .pinstack(&["up"])
+        .env("PINSTACK_FAULT", "checkpoint:2")
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.code(), None, "killed by the fault point");
+    let statuses = t.statuses();
+    assert_eq!(statuses[0], ("a".to_owned(), "done".to_owned()));
+    assert_ne!(
+        statuses[1].1, "done",
+        "b finished but was never recorded done"
+    );
+    t.up(&[], 0);
+    t.assert_counts(&[("a", 1), ("b", 2), ("c", 1), ("d", 1)]);
+    assert!(t.statuses().iter().all(|(_, s)| s == "done"));
+}

@@ -903,3 +903,37 @@ fn a_switch_killed_at_any_moment_converges_on_rerun() {
         assert!(!left, "round {round}: a {other} server was left behind");
     }
 }
+
+/// `up` and `switch` share the workspace lock: while an `up` runs, a switch fails at once,
+/// naming the holder, and stops nothing.
+#[test]
+fn a_switch_is_refused_while_up_runs() {
+    let lab = Lab::new();
+    lab.switch("good", 0);
+    let serving = lab.pid();
+    let busy = recipe(lab.port, lab.port2).replace(
+        "  - id: nothing\n    run: 'true'\n",
+        "  - id: wait\n    run: |\n      touch started\n      while [ ! -e go ]; do sleep 0.05; done\n",
+    );
+    lab.fx.write("busy.yaml", &busy);
+    let mut up = lab.fx.pinstack();
+    up.env("PINSTACK_STOP_GRACE", "20")
+        .args(["--recipe", "busy.yaml", "up"]);
+    let child = up.spawn_ok();
+    for _ in 0..2400 {
+        if lab.fx.path("workspace/started").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let stderr = lab.switch("other", 3);
+    assert!(
+        stderr.contains(&format!("pid {} (pinstack up", child.id())),
+        "{stderr}"
+    );
+    assert!(alive(serving), "the running server was not stopped");
+    lab.fx.write("workspace/go", "");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    lab.assert_healthy("good");
+}

@@ -242,6 +242,7 @@ pub fn up(
                     boot_id: boot.clone(),
                     exports,
                 };
+                crate::fault::point("checkpoint", index + 1);
                 if let Err(e) = store.save_checkpoint(&cp) {
                     // The step ran, but is not recorded done: the next `up` runs it again.
                     let _ = store.save_attempt(
