@@ -169,7 +169,6 @@ pub fn audit(
     report.head = head.map(|h| h.to_string());
     report.pinned_commit_present = git::has_commit(&r, pin);
     report.head_state = head_state(&r, head, pin, report.pinned_commit_present);
-    report.ignored = ignored_count(&r, &repo.name)?;
     let loaded = load_bundles(ws, pins, repo)?;
     if report.pinned_commit_present {
         full(&r, repo, pin, head, &loaded, &mut report, export)?;
@@ -211,21 +210,6 @@ fn head_state(r: &Repository, head: Option<Oid>, pin: Oid, present: bool) -> Hea
         Ok(_) => HeadState::Diverged,
         Err(_) => HeadState::Unrelated,
     }
-}
-
-fn ignored_count(r: &Repository, name: &str) -> Result<usize, SourceError> {
-    let mut opts = StatusOptions::new();
-    opts.include_ignored(true)
-        .recurse_ignored_dirs(false)
-        .include_untracked(false)
-        .exclude_submodules(true);
-    let statuses = r
-        .statuses(Some(&mut opts))
-        .map_err(local(name, "counting ignored files"))?;
-    Ok(statuses
-        .iter()
-        .filter(|s| s.status().contains(Status::IGNORED))
-        .count())
 }
 
 fn load_bundles(
@@ -272,6 +256,9 @@ fn full(
     export: Option<&Path>,
 ) -> Result<(), SourceError> {
     let name = &repo.name;
+    // One walk of the work tree gives both the changed paths and the ignored count.
+    let (changed, ignored) = source::changed_and_ignored(r, name)?;
+    report.ignored = ignored;
     let pin_tree = git::commit_tree(r, name, &repo.commit)?;
     let mut trees = vec![pin_tree.id()];
     for b in loaded {
@@ -299,8 +286,15 @@ fn full(
         Some(t) if t.id() != pin_tree.id() => source::tree_changes(r, name, t, &pin_tree)?,
         _ => BTreeSet::new(),
     };
-    report.files = source::classify(r, name, &pin_tree, &expected, extra)?;
-    let nested = nested_repos(r, name)?;
+    // Git status names an untracked repository inside the tree by its folder (`dir/`).
+    let nested: Vec<String> = changed
+        .iter()
+        .filter(|p| p.ends_with('/'))
+        .cloned()
+        .collect();
+    let mut candidates = extra;
+    candidates.extend(changed);
+    report.files = source::classify_changed(r, name, &pin_tree, &expected, candidates)?;
     report.files.extend(nested.iter().map(|path| PathState {
         path: path.clone(),
         class: PathClass::Untracked,
@@ -360,23 +354,6 @@ fn full(
         report.residual = export_residual(r, name, &pin_tree, &expected, out)?;
     }
     Ok(())
-}
-
-/// Untracked repositories inside the work tree (git status names each by its folder, `dir/`):
-/// no diff holds them, so they would be invisible to a comparison of files.
-fn nested_repos(r: &Repository, name: &str) -> Result<Vec<String>, SourceError> {
-    let mut opts = StatusOptions::new();
-    opts.include_untracked(true)
-        .recurse_untracked_dirs(true)
-        .exclude_submodules(true);
-    let statuses = r
-        .statuses(Some(&mut opts))
-        .map_err(local(name, "reading the work tree status"))?;
-    Ok(statuses
-        .iter()
-        .filter(|s| s.status().contains(Status::WT_NEW))
-        .filter_map(|s| s.path().filter(|p| p.ends_with('/')).map(str::to_owned))
-        .collect())
 }
 
 fn bundle_state(files: &[PathState], recorded: bool) -> BundleState {
@@ -522,12 +499,18 @@ fn index_lines(
     let mut opts = StatusOptions::new();
     opts.include_untracked(true)
         .recurse_untracked_dirs(true)
+        .include_ignored(true)
+        .recurse_ignored_dirs(false)
         .renames_head_to_index(false)
         .exclude_submodules(true);
     let statuses = r
         .statuses(Some(&mut opts))
         .map_err(local(&repo.name, "reading the work tree status"))?;
     for s in statuses.iter() {
+        if s.status().contains(Status::IGNORED) {
+            report.ignored += 1;
+            continue;
+        }
         let Some(path) = s.path() else { continue };
         if last_post.contains_key(path) {
             continue;

@@ -21,7 +21,9 @@ pub use worktree::{PathClass, PathState, WorktreeDiff};
 
 pub(crate) use capture::capture;
 pub(crate) use tree::apply_patch;
-pub(crate) use worktree::{WorkFiles, classify, entry, on_disk, tree_changes};
+pub(crate) use worktree::{
+    WorkFiles, changed_and_ignored, classify_changed, entry, on_disk, tree_changes,
+};
 
 use crate::git::GitError;
 

@@ -89,6 +89,36 @@ pub fn changed_paths(repo: &Repository, name: &str) -> Result<BTreeSet<String>, 
         .collect())
 }
 
+/// [`changed_paths`] and the number of ignored entries (ignored folders counted once, not
+/// entered), from one walk of the work tree.
+pub fn changed_and_ignored(
+    repo: &Repository,
+    name: &str,
+) -> Result<(BTreeSet<String>, usize), GitError> {
+    let mut opts = StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(true)
+        .recurse_ignored_dirs(false)
+        .renames_head_to_index(false)
+        .exclude_submodules(true);
+    let statuses = repo
+        .statuses(Some(&mut opts))
+        .map_err(local(name, "reading the work tree status"))?;
+    let mut changed = BTreeSet::new();
+    let mut ignored = 0;
+    for s in statuses.iter() {
+        if s.status().contains(Status::IGNORED) {
+            ignored += 1;
+        } else if s.status() != Status::CURRENT
+            && let Some(p) = s.path()
+        {
+            changed.insert(p.to_owned());
+        }
+    }
+    Ok((changed, ignored))
+}
+
 /// Paths whose entries differ between two trees.
 pub fn tree_changes(
     repo: &Repository,
@@ -138,21 +168,9 @@ pub fn compare_changed(
 
 /// Classifies every path that differs from the pin, in the work tree or in the bundles: the
 /// paths git status reports (staged and unstaged alike, untracked included, ignored not), the
-/// paths the bundles change, and `extra` (such as the paths a moved HEAD changed).
-pub fn classify(
-    repo: &Repository,
-    name: &str,
-    pin: &Tree<'_>,
-    expected: &Tree<'_>,
-    extra: BTreeSet<String>,
-) -> Result<Vec<PathState>, GitError> {
-    let mut candidates = extra;
-    candidates.extend(changed_paths(repo, name)?);
-    classify_changed(repo, name, pin, expected, candidates)
-}
-
-/// [`classify`] over these candidates (the status already read, and any extra paths).
-fn classify_changed(
+/// paths the bundles change, and any extra paths (such as those a moved HEAD changed).
+/// `candidates` is the status already read (`changed_paths`) plus any extra paths.
+pub fn classify_changed(
     repo: &Repository,
     name: &str,
     pin: &Tree<'_>,
