@@ -26,7 +26,7 @@ struct GlobalArgs {
     /// The workspace root: checkouts go to <DIR>/src, rescue bundles to <DIR>/rescue.
     #[arg(long, global = true, value_name = "DIR", env = "PINSTACK_WORKSPACE")]
     workspace: Option<PathBuf>,
-    /// The recipe of plan, up, why, logs and reset.
+    /// The recipe of plan, up, why, logs, reset, profile, switch, status and install-service.
     #[arg(
         long,
         global = true,
@@ -198,7 +198,7 @@ enum CliCommand {
         #[arg(long, conflicts_with = "ids")]
         all: bool,
     },
-    /// Walk the whole source pipeline on made-up repositories: no hardware, no network.
+    /// Walk the whole pipeline (sources, recipe engine, serving) on made-up repositories: no hardware, no network.
     #[command(after_help = EXIT_CODES)]
     Demo {
         /// Keep the demo in DIR (created, must be empty) instead of a temporary folder.
