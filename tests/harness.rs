@@ -904,3 +904,24 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Whether this test run can run pinstack as `nobody` (root, setpriv, and a binary whose
+/// folders `nobody` may enter): the tests of what a non-root user sees need all three.
+pub fn can_run_pinstack_as_nobody() -> bool {
+    let root = StdCommand::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
+    if !root || !Path::new("/usr/bin/setpriv").exists() {
+        return false;
+    }
+    StdCommand::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(assert_cmd::cargo::cargo_bin("pinstack"))
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

@@ -1176,8 +1176,8 @@ fn a_sources_step_applies_the_pins_and_follows_the_bundle_hashes() {
 #[test]
 fn privileged_steps_go_through_sudo_asked_for_once_up_front() {
     use std::os::unix::fs::PermissionsExt;
-    if !rustix_is_root() || !Path::new("/usr/bin/setpriv").exists() {
-        eprintln!("skipped: needs root and setpriv to run pinstack as another user");
+    if !crate::harness::can_run_pinstack_as_nobody() {
+        eprintln!("skipped: needs root, setpriv, and a pinstack binary nobody may run");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -1245,13 +1245,6 @@ fn privileged_steps_go_through_sudo_asked_for_once_up_front() {
     );
     assert_eq!(lines[3], "privileged FOO=bar", "{calls}");
     assert_eq!(lines.len(), 4, "{calls}");
-}
-
-fn rustix_is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n")
 }
 
 /// A step's `$PINSTACK_EXPORT` lines reach the steps that need it (directly or not), are part of
