@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use git2::{Oid, Repository, RepositoryOpenFlags, Status, StatusOptions, Tree};
+use git2::{Oid, Repository, RepositoryOpenFlags, Status, Tree};
 
 use crate::diff::{Change, FilePatch, Patch};
 use crate::git::{self, local};
@@ -496,17 +496,7 @@ fn index_lines(
             class: class(disk, post.matches(disk), first_pre[path].matches(disk)),
         });
     }
-    let mut opts = StatusOptions::new();
-    opts.include_untracked(true)
-        .recurse_untracked_dirs(true)
-        .include_ignored(true)
-        .recurse_ignored_dirs(false)
-        .renames_head_to_index(false)
-        .exclude_submodules(true);
-    let statuses = r
-        .statuses(Some(&mut opts))
-        .map_err(local(&repo.name, "reading the work tree status"))?;
-    for s in statuses.iter() {
+    for s in source::status(r, &repo.name)?.iter() {
         if s.status().contains(Status::IGNORED) {
             report.ignored += 1;
             continue;

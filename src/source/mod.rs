@@ -22,7 +22,7 @@ pub use worktree::{PathClass, PathState, WorktreeDiff};
 pub(crate) use capture::capture;
 pub(crate) use tree::apply_patch;
 pub(crate) use worktree::{
-    WorkFiles, changed_and_ignored, classify_changed, entry, on_disk, tree_changes,
+    WorkFiles, changed_and_ignored, classify_changed, entry, on_disk, status, tree_changes,
 };
 
 use crate::git::GitError;

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use git2::{AttrCheckFlags, ObjectType, Oid, Repository, Status, StatusOptions, Tree};
+use git2::{AttrCheckFlags, ObjectType, Oid, Repository, Status, StatusOptions, Statuses, Tree};
 
 use crate::git::{GitError, local};
 
@@ -71,30 +71,9 @@ impl WorktreeDiff {
     }
 }
 
-/// Paths changed in the work tree or index relative to HEAD, untracked included, ignored not.
-pub fn changed_paths(repo: &Repository, name: &str) -> Result<BTreeSet<String>, GitError> {
-    let mut opts = StatusOptions::new();
-    opts.include_untracked(true)
-        .recurse_untracked_dirs(true)
-        .include_ignored(false)
-        .renames_head_to_index(false)
-        .exclude_submodules(true);
-    let statuses = repo
-        .statuses(Some(&mut opts))
-        .map_err(local(name, "reading the work tree status"))?;
-    Ok(statuses
-        .iter()
-        .filter(|s| s.status() != Status::CURRENT && !s.status().contains(Status::IGNORED))
-        .filter_map(|s| s.path().map(str::to_owned))
-        .collect())
-}
-
-/// [`changed_paths`] and the number of ignored entries (ignored folders counted once, not
-/// entered), from one walk of the work tree.
-pub fn changed_and_ignored(
-    repo: &Repository,
-    name: &str,
-) -> Result<(BTreeSet<String>, usize), GitError> {
+/// One walk of the work tree, as `git status --ignored` shows it: staged and unstaged changes,
+/// untracked files (folders entered), and ignored entries (ignored folders not entered).
+pub fn status<'r>(repo: &'r Repository, name: &str) -> Result<Statuses<'r>, GitError> {
     let mut opts = StatusOptions::new();
     opts.include_untracked(true)
         .recurse_untracked_dirs(true)
@@ -102,12 +81,23 @@ pub fn changed_and_ignored(
         .recurse_ignored_dirs(false)
         .renames_head_to_index(false)
         .exclude_submodules(true);
-    let statuses = repo
-        .statuses(Some(&mut opts))
-        .map_err(local(name, "reading the work tree status"))?;
+    repo.statuses(Some(&mut opts))
+        .map_err(local(name, "reading the work tree status"))
+}
+
+/// Paths changed in the work tree or index relative to HEAD, untracked included, ignored not.
+pub fn changed_paths(repo: &Repository, name: &str) -> Result<BTreeSet<String>, GitError> {
+    Ok(changed_and_ignored(repo, name)?.0)
+}
+
+/// [`changed_paths`] and the number of ignored entries, from one walk of the work tree.
+pub fn changed_and_ignored(
+    repo: &Repository,
+    name: &str,
+) -> Result<(BTreeSet<String>, usize), GitError> {
     let mut changed = BTreeSet::new();
     let mut ignored = 0;
-    for s in statuses.iter() {
+    for s in status(repo, name)?.iter() {
         if s.status().contains(Status::IGNORED) {
             ignored += 1;
         } else if s.status() != Status::CURRENT
