@@ -654,32 +654,8 @@ fn a_changed_bundle_replaces_the_old_one() {
 #[test]
 fn an_apply_killed_while_writing_files_is_finished_by_the_next_run() {
     for n in 1..=6 {
-        let fx = Fixture::new();
-        let up = fx.upstream("app");
-        for i in 0..5 {
-            up.write(&format!("f{i}.txt"), numbered(&format!("f{i}"), 8));
-        }
-        let pin = up.commit("pin");
-        for i in 0..5 {
-            up.write(
-                &format!("f{i}.txt"),
-                numbered(&format!("f{i}"), 8).replace("3\n", "3 patched\n"),
-            );
-        }
-        up.write("new/one.txt", "one\n");
-        up.write("new/two.txt", "two\n");
-        let fix = up.commit("fix");
-        let diff = up.diff(&pin, &fix);
-        let b = fx.bundle("fix", &diff);
-        fx.pins(&[Pin::new("app", &up, &pin).patch(b.entry())]);
-        fx.pinstack().arg("fetch").assert().code(0);
-        let killed = fx
-            .pinstack()
-            .env("PINSTACK_FAULT", format!("apply-write:{n}"))
-            .arg("apply")
-            .output()
-            .unwrap();
-        assert_eq!(killed.status.code(), None, "killed at file {n}");
+        let (fx, up, pin, diff) = fetched_with_a_bundle();
+        kill_apply_after(&fx, n);
         let v = fx.json(&["apply"], 0);
         assert_eq!(v["repos"][0]["outcome"], "applied", "n={n}: {v:#}");
         assert!(
@@ -694,29 +670,8 @@ fn an_apply_killed_while_writing_files_is_finished_by_the_next_run() {
     }
 
     // Killed half way, then a person edits a file: not pinstack's work any more.
-    let fx = Fixture::new();
-    let up = fx.upstream("app");
-    for i in 0..5 {
-        up.write(&format!("f{i}.txt"), numbered(&format!("f{i}"), 8));
-    }
-    let pin = up.commit("pin");
-    for i in 0..5 {
-        up.write(
-            &format!("f{i}.txt"),
-            numbered(&format!("f{i}"), 8).replace("3\n", "3 patched\n"),
-        );
-    }
-    let fix = up.commit("fix");
-    let b = fx.bundle("fix", &up.diff(&pin, &fix));
-    fx.pins(&[Pin::new("app", &up, &pin).patch(b.entry())]);
-    fx.pinstack().arg("fetch").assert().code(0);
-    let killed = fx
-        .pinstack()
-        .env("PINSTACK_FAULT", "apply-write:2")
-        .arg("apply")
-        .output()
-        .unwrap();
-    assert_eq!(killed.status.code(), None);
+    let (fx, ..) = fetched_with_a_bundle();
+    kill_apply_after(&fx, 2);
     let checkout = fx.checkout("app");
     std::fs::write(checkout.join("f4.txt"), "a person's edit\n").unwrap();
     let err = fx.stderr(&["apply"], 1);
@@ -731,7 +686,7 @@ fn an_apply_killed_while_writing_files_is_finished_by_the_next_run() {
 /// nothing is written, the message says the disk is full, and the next apply recovers.
 #[test]
 fn a_full_disk_during_apply_writes_nothing_and_the_next_run_recovers() {
-    let (fx, up, base, diff, _tree) = applied_fixture_unapplied();
+    let (fx, up, pin, diff) = fetched_with_a_bundle();
     let checkout = fx.checkout("app");
     let before = fx.worktree_tree(&checkout);
     let out = fx
@@ -746,23 +701,42 @@ fn a_full_disk_during_apply_writes_nothing_and_the_next_run_recovers() {
     fx.pinstack().arg("apply").assert().code(0);
     assert_eq!(
         fx.worktree_tree(&checkout),
-        fx.oracle_tree(&up, &base, &[(&diff, None)])
+        fx.oracle_tree(&up, &pin, &[(&diff, None)])
     );
 }
 
-/// A pinned repo with a bundle, fetched but not applied.
-fn applied_fixture_unapplied() -> (Fixture, crate::harness::Upstream, String, Vec<u8>, String) {
+/// A pinned repo of five files, fetched, with a bundle that changes all five and adds two:
+/// (fixture, upstream, pin, diff).
+fn fetched_with_a_bundle() -> (Fixture, crate::harness::Upstream, String, Vec<u8>) {
     let fx = Fixture::new();
     let up = fx.upstream("app");
-    up.write("f.txt", numbered("f", 10));
-    let base = up.commit("pin");
-    up.write("f.txt", numbered("f", 10).replace("f 4\n", "f 4 patched\n"));
-    up.write("new.txt", "new\n");
-    let tip = up.commit("fix");
-    let diff = up.diff(&base, &tip);
+    for i in 0..5 {
+        up.write(&format!("f{i}.txt"), numbered(&format!("f{i}"), 8));
+    }
+    let pin = up.commit("pin");
+    for i in 0..5 {
+        up.write(
+            &format!("f{i}.txt"),
+            numbered(&format!("f{i}"), 8).replace("3\n", "3 patched\n"),
+        );
+    }
+    up.write("new/one.txt", "one\n");
+    up.write("new/two.txt", "two\n");
+    let fix = up.commit("fix");
+    let diff = up.diff(&pin, &fix);
     let b = fx.bundle("fix", &diff);
-    fx.pins(&[Pin::new("app", &up, &base).patch(b.entry())]);
+    fx.pins(&[Pin::new("app", &up, &pin).patch(b.entry())]);
     fx.pinstack().arg("fetch").assert().code(0);
-    let tree = up.tree(&base);
-    (fx, up, base, diff, tree)
+    (fx, up, pin, diff)
+}
+
+/// Runs `apply` with a fault point that kills it after the Nth file written.
+fn kill_apply_after(fx: &Fixture, n: usize) {
+    let killed = fx
+        .pinstack()
+        .env("PINSTACK_FAULT", format!("apply-write:{n}"))
+        .arg("apply")
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.code(), None, "killed at file {n}");
 }
