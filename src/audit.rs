@@ -301,7 +301,8 @@ fn full(
     }));
     report.files.sort_by(|a, b| a.path.cmp(&b.path));
     let work = source::WorkFiles::new(r, name)?;
-    let index = r.index().map_err(local(name, "reading the index"))?;
+    // Read only when a bundle has paths to look up.
+    let mut index = None;
     for (k, b) in loaded.iter().enumerate() {
         let pre = r
             .find_tree(trees[k])
@@ -326,9 +327,10 @@ fn full(
                 PathClass::Drifted
             };
             let in_head = head_tree.as_ref().map(|t| source::entry(t, &path));
-            let in_index = index
-                .get_path(Path::new(&path), 0)
-                .map(|e| (e.id, e.mode as i32));
+            if index.is_none() {
+                index = Some(source::IndexEntries::read(r, name)?);
+            }
+            let in_index = index.as_ref().and_then(|i| i.get(&path));
             recorded |= before != after
                 && (in_head == Some(after) || (after.is_some() && in_index == after));
             files.push(PathState { path, class });
@@ -496,16 +498,16 @@ fn index_lines(
             class: class(disk, post.matches(disk), first_pre[path].matches(disk)),
         });
     }
-    for s in source::status(r, &repo.name)?.iter() {
-        if s.status().contains(Status::IGNORED) {
-            report.ignored += 1;
-            continue;
-        }
-        let Some(path) = s.path() else { continue };
+    let opts = source::ScanOptions {
+        submodules: false,
+        ignored: true,
+    };
+    let scan = source::scan(r, &repo.name, opts)?;
+    report.ignored += scan.ignored;
+    for (path, st) in &scan.changed {
         if last_post.contains_key(path) {
             continue;
         }
-        let st = s.status();
         let class = if st.contains(Status::WT_NEW) {
             PathClass::Untracked
         } else if st.intersects(Status::WT_DELETED | Status::INDEX_DELETED)
@@ -516,7 +518,7 @@ fn index_lines(
             PathClass::Residual
         };
         report.files.push(PathState {
-            path: path.to_owned(),
+            path: path.clone(),
             class,
         });
     }

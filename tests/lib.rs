@@ -19,4 +19,5 @@ mod project;
 mod properties;
 mod recipe;
 mod serve;
+mod status;
 mod switch;

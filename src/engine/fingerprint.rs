@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use git2::{Repository, RepositoryOpenFlags, Status, StatusOptions};
+use git2::{Repository, RepositoryOpenFlags};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -200,22 +200,22 @@ fn git_digest(path: &Path) -> Option<String> {
         .and_then(|h| h.peel_to_tree().ok())
         .map(|t| t.id().to_string())
         .unwrap_or_else(|| "unborn".to_owned());
-    let mut opts = StatusOptions::new();
-    opts.include_untracked(true)
-        .recurse_untracked_dirs(true)
-        .include_ignored(false)
-        .renames_head_to_index(false);
-    let statuses = repo.statuses(Some(&mut opts)).ok()?;
-    let mut changed: Vec<(String, String)> = statuses
-        .iter()
-        .filter(|s| s.status() != Status::CURRENT && !s.status().contains(Status::IGNORED))
-        .filter_map(|s| {
-            let p = s.path()?.to_owned();
+    // Submodules count: a submodule at another commit, or with changes, changes what a step
+    // builds from this tree.
+    let opts = crate::source::ScanOptions {
+        submodules: true,
+        ignored: false,
+    };
+    let scan = crate::source::scan(&repo, "", opts).ok()?;
+    let mut changed: Vec<(String, String)> = scan
+        .changed
+        .into_keys()
+        .map(|p| {
             let content = crate::source::on_disk(&path.join(&p)).map_or_else(
                 || "deleted".to_owned(),
                 |(id, mode)| format!("{id} {mode:o}"),
             );
-            Some((p, content))
+            (p, content)
         })
         .collect();
     changed.sort();

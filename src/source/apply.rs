@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use git2::Repository;
 use git2::build::CheckoutBuilder;
 
-use super::{SourceError, Workspace, bundles, fetch, record, rescue, tree, worktree};
+use super::{SourceError, Workspace, bundles, fetch, record, rescue, tree, worktree, write};
 use crate::git::{self, local};
 use crate::pins::{BundleSource, Pins, Repo};
 
@@ -154,25 +154,27 @@ pub fn apply(
         rescued = rescue::save_and_reset(ws, &repo.name, &r)?.or(rescued);
     }
     refuse_symlinked_parents(&path, &repo.name, changes.iter().map(String::as_str))?;
-    let mut co = CheckoutBuilder::new();
-    // The tree holds exactly the pin now: only the bundles' paths are written, and libgit2 looks
-    // at nothing else.
-    co.safe()
-        .update_index(false)
-        .recreate_missing(true)
-        .disable_pathspec_match(true);
-    for p in &changes {
-        co.path(p.as_str());
-    }
     // The journal goes first: a kill while files are written leaves work pinstack recognises.
     crate::fault::disk_full(&path).map_err(SourceError::io(&path))?;
     record::save(ws, &repo.name, &repo.commit, &written, true)?;
-    co.progress(|_, done, _| crate::fault::point("apply-write", done));
-    r.checkout_tree(expected.as_object(), Some(&mut co))
-        .map_err(local(&repo.name, "writing the patched files"))?;
+    let files = worktree::WorkFiles::new(&r, &repo.name)?;
+    // The tree holds exactly the pin now: only the bundles' paths are written.
+    let progress = |done| crate::fault::point("apply-write", done);
+    if !write::write_paths(&r, &repo.name, &files, &expected, &changes, progress)? {
+        let mut co = CheckoutBuilder::new();
+        co.safe()
+            .update_index(false)
+            .recreate_missing(true)
+            .disable_pathspec_match(true);
+        for p in &changes {
+            co.path(p.as_str());
+        }
+        co.progress(|_, done, _| progress(done));
+        r.checkout_tree(expected.as_object(), Some(&mut co))
+            .map_err(local(&repo.name, "writing the patched files"))?;
+    }
     // Every other path held the pin before and was not touched: proving the bundles' paths
     // proves the tree.
-    let files = worktree::WorkFiles::new(&r, &repo.name)?;
     let wrong: Vec<&str> = changes
         .iter()
         .filter(|p| files.entry(p) != worktree::entry(&expected, p))

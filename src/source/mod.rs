@@ -5,10 +5,13 @@ mod bundles;
 mod capture;
 mod check;
 mod fetch;
+mod index_file;
 mod record;
 mod rescue;
+mod scan;
 mod tree;
 mod worktree;
+mod write;
 
 use std::path::{Path, PathBuf};
 
@@ -20,9 +23,10 @@ pub use tree::{Diagnosis, Failure};
 pub use worktree::{PathClass, PathState, WorktreeDiff};
 
 pub(crate) use capture::capture;
+pub(crate) use scan::{ScanOptions, scan};
 pub(crate) use tree::apply_patch;
 pub(crate) use worktree::{
-    WorkFiles, changed_and_ignored, classify_changed, entry, on_disk, status, tree_changes,
+    IndexEntries, WorkFiles, changed_and_ignored, classify_changed, entry, on_disk, tree_changes,
 };
 
 use crate::git::GitError;

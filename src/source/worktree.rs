@@ -3,8 +3,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use git2::{AttrCheckFlags, ObjectType, Oid, Repository, Status, StatusOptions, Statuses, Tree};
+use git2::{AttrCheckFlags, ObjectType, Oid, Repository, Tree};
 
+use super::index_file::IndexFile;
+use super::scan::{ScanOptions, scan};
 use crate::git::{GitError, local};
 
 /// How a path of the work tree differs from pin + bundles.
@@ -71,23 +73,13 @@ impl WorktreeDiff {
     }
 }
 
-/// One walk of the work tree, as `git status --ignored` shows it: staged and unstaged changes,
-/// untracked files (folders entered), and ignored entries (ignored folders not entered).
-pub fn status<'r>(repo: &'r Repository, name: &str) -> Result<Statuses<'r>, GitError> {
-    let mut opts = StatusOptions::new();
-    opts.include_untracked(true)
-        .recurse_untracked_dirs(true)
-        .include_ignored(true)
-        .recurse_ignored_dirs(false)
-        .renames_head_to_index(false)
-        .exclude_submodules(true);
-    repo.statuses(Some(&mut opts))
-        .map_err(local(name, "reading the work tree status"))
-}
-
 /// Paths changed in the work tree or index relative to HEAD, untracked included, ignored not.
 pub fn changed_paths(repo: &Repository, name: &str) -> Result<BTreeSet<String>, GitError> {
-    Ok(changed_and_ignored(repo, name)?.0)
+    let opts = ScanOptions {
+        submodules: false,
+        ignored: false,
+    };
+    Ok(scan(repo, name, opts)?.changed.into_keys().collect())
 }
 
 /// [`changed_paths`] and the number of ignored entries, from one walk of the work tree.
@@ -95,39 +87,74 @@ pub fn changed_and_ignored(
     repo: &Repository,
     name: &str,
 ) -> Result<(BTreeSet<String>, usize), GitError> {
-    let mut changed = BTreeSet::new();
-    let mut ignored = 0;
-    for s in status(repo, name)?.iter() {
-        if s.status().contains(Status::IGNORED) {
-            ignored += 1;
-        } else if s.status() != Status::CURRENT
-            && let Some(p) = s.path()
-        {
-            changed.insert(p.to_owned());
-        }
-    }
-    Ok((changed, ignored))
+    let opts = ScanOptions {
+        submodules: false,
+        ignored: true,
+    };
+    let s = scan(repo, name, opts)?;
+    Ok((s.changed.into_keys().collect(), s.ignored))
 }
 
-/// Paths whose entries differ between two trees.
+/// Paths whose entries differ between two trees: every file (or submodule) added, removed or
+/// changed, as the deltas of a tree-to-tree diff name them. Subtrees with the same id on both
+/// sides are skipped unread, so the cost follows the change, not the size of the trees.
 pub fn tree_changes(
     repo: &Repository,
     name: &str,
     from: &Tree<'_>,
     to: &Tree<'_>,
 ) -> Result<BTreeSet<String>, GitError> {
-    let diff = repo
-        .diff_tree_to_tree(Some(from), Some(to), None)
-        .map_err(local(name, "comparing trees"))?;
     let mut paths = BTreeSet::new();
-    for delta in diff.deltas() {
-        for file in [delta.old_file(), delta.new_file()] {
-            if let Some(p) = file.path().and_then(Path::to_str) {
-                paths.insert(p.to_owned());
-            }
+    diff_trees(repo, "", Some(from), Some(to), &mut paths)
+        .map_err(local(name, "comparing trees"))?;
+    Ok(paths)
+}
+
+fn diff_trees(
+    repo: &Repository,
+    prefix: &str,
+    from: Option<&Tree<'_>>,
+    to: Option<&Tree<'_>>,
+    out: &mut BTreeSet<String>,
+) -> Result<(), git2::Error> {
+    if let (Some(a), Some(b)) = (from, to)
+        && a.id() == b.id()
+    {
+        return Ok(());
+    }
+    // Each name with its entry on either side: (id, mode, is a tree).
+    type Side = Option<(Oid, i32, bool)>;
+    let mut names: std::collections::BTreeMap<String, (Side, Side)> = Default::default();
+    for (k, tree) in [from, to].into_iter().enumerate() {
+        for e in tree.into_iter().flat_map(|t| t.iter()) {
+            let slot = names
+                .entry(String::from_utf8_lossy(e.name_bytes()).into_owned())
+                .or_default();
+            let side = Some((e.id(), e.filemode(), e.kind() == Some(ObjectType::Tree)));
+            if k == 0 { slot.0 = side } else { slot.1 = side }
         }
     }
-    Ok(paths)
+    for (name, (a, b)) in names {
+        if a == b {
+            continue;
+        }
+        let path = format!("{prefix}{name}");
+        let sub = |side: Side| -> Result<Option<Tree<'_>>, git2::Error> {
+            match side {
+                Some((id, _, true)) => repo.find_tree(id).map(Some),
+                _ => Ok(None),
+            }
+        };
+        let (ta, tb) = (sub(a)?, sub(b)?);
+        if ta.is_some() || tb.is_some() {
+            diff_trees(repo, &format!("{path}/"), ta.as_ref(), tb.as_ref(), out)?;
+        }
+        // A file (or submodule) on either side is a change of its own.
+        if a.is_some_and(|s| !s.2) || b.is_some_and(|s| !s.2) {
+            out.insert(path);
+        }
+    }
+    Ok(())
 }
 
 /// Compares the work tree with `expected`, where `pin` is the tree HEAD is at; lists only the
@@ -170,7 +197,14 @@ pub fn classify_changed(
     let files = WorkFiles::new(repo, name)?;
     let bundle_paths = tree_changes(repo, name, pin, expected)?;
     candidates.extend(bundle_paths.iter().cloned());
-    let index = repo.index().map_err(local(name, "reading the index"))?;
+    // Read only if a path needs it: reading a large index costs more than the rest here.
+    let index = std::cell::OnceCell::new();
+    let in_index = |path: &str| -> Result<bool, GitError> {
+        if index.get().is_none() {
+            let _ = index.set(IndexEntries::read(repo, name)?);
+        }
+        Ok(index.get().is_some_and(|i| i.get(path).is_some()))
+    };
     let mut paths = Vec::new();
     for path in candidates {
         let want = entry(expected, &path);
@@ -187,7 +221,7 @@ pub fn classify_changed(
             PathClass::Deleted
         } else if bundle {
             PathClass::Drifted
-        } else if entry(pin, &path).is_none() && index.get_path(Path::new(&path), 0).is_none() {
+        } else if entry(pin, &path).is_none() && !in_index(&path)? {
             PathClass::Untracked
         } else {
             PathClass::Residual
@@ -195,6 +229,38 @@ pub fn classify_changed(
         paths.push(PathState { path, class });
     }
     Ok(paths)
+}
+
+/// The index's entries, for lookups by path: read straight from the file, or through libgit2
+/// when the file's format is one [`IndexFile`] does not read.
+pub enum IndexEntries {
+    File(IndexFile),
+    Libgit2(git2::Index),
+}
+
+impl IndexEntries {
+    /// Reads `repo`'s index.
+    pub fn read(repo: &Repository, name: &str) -> Result<IndexEntries, GitError> {
+        match IndexFile::read(repo.path()) {
+            Some(file) => Ok(IndexEntries::File(file)),
+            None => repo
+                .index()
+                .map(IndexEntries::Libgit2)
+                .map_err(local(name, "reading the index")),
+        }
+    }
+
+    /// The blob id and mode staged at `path` (stage 0).
+    pub fn get(&self, path: &str) -> Option<(Oid, i32)> {
+        match self {
+            IndexEntries::File(f) => f
+                .get(path.as_bytes())
+                .and_then(|e| Some((Oid::from_bytes(&e.id).ok()?, e.mode as i32))),
+            IndexEntries::Libgit2(i) => i
+                .get_path(Path::new(path), 0)
+                .map(|e| (e.id, e.mode as i32)),
+        }
+    }
 }
 
 /// The blob id and mode of a tree entry, `None` when absent or not a file.
@@ -208,6 +274,10 @@ pub struct WorkFiles<'r> {
     repo: &'r Repository,
     workdir: PathBuf,
     autocrlf: bool,
+    /// An attributes file that applies to every path exists (`info/attributes`, the global or
+    /// the system one).
+    global_attributes: bool,
+    head: Option<Tree<'r>>,
 }
 
 impl<'r> WorkFiles<'r> {
@@ -231,10 +301,29 @@ impl<'r> WorkFiles<'r> {
                     "false" | "no" | "off" | "0" | ""
                 )
             });
+        let config_file = repo
+            .config()
+            .ok()
+            .and_then(|c| c.get_path("core.attributesFile").ok());
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let xdg = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| home.map(|h| h.join(".config")));
+        let global_attributes = [
+            Some(repo.path().join("info/attributes")),
+            config_file,
+            xdg.map(|x| x.join("git/attributes")),
+            Some(PathBuf::from("/etc/gitattributes")),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|p| p.exists());
         Ok(WorkFiles {
             repo,
             workdir,
             autocrlf,
+            global_attributes,
+            head: repo.head().ok().and_then(|h| h.peel_to_tree().ok()),
         })
     }
 
@@ -248,21 +337,47 @@ impl<'r> WorkFiles<'r> {
     pub fn entry(&self, rel: &str) -> Option<(Oid, i32)> {
         let path = self.workdir.join(rel);
         let (id, mode) = on_disk(&path)?;
-        if mode == 0o120000 || !self.filtered(rel) {
+        if mode == 0o120000 || !self.may_filter(rel) {
             return Some((id, mode));
         }
         self.repo.blob_path(&path).ok().map(|id| (id, mode))
     }
 
-    fn filtered(&self, rel: &str) -> bool {
+    /// Whether a clean filter may apply to `rel`.
+    pub fn may_filter(&self, rel: &str) -> bool {
         self.autocrlf
-            || ["text", "eol", "crlf", "ident"].iter().any(|attr| {
-                matches!(
-                    self.repo
-                        .get_attr(Path::new(rel), attr, AttrCheckFlags::default()),
-                    Ok(Some(_))
-                )
-            })
+            || (self.attributes_may_apply(rel)
+                && ["text", "eol", "crlf", "ident"].iter().any(|attr| {
+                    matches!(
+                        self.repo
+                            .get_attr(Path::new(rel), attr, AttrCheckFlags::default()),
+                        Ok(Some(_))
+                    )
+                }))
+    }
+
+    /// Whether any attributes file can name `rel`: one that applies everywhere, or a
+    /// `.gitattributes` in one of its folders, on disk or in HEAD. libgit2's lookup reads the
+    /// whole index to find the latter, which on a large tree costs more than the rest of a
+    /// command; most trees have no attributes file on most paths.
+    fn attributes_may_apply(&self, rel: &str) -> bool {
+        if self.global_attributes {
+            return true;
+        }
+        let mut dir = Path::new(rel);
+        while let Some(parent) = dir.parent() {
+            let file = parent.join(".gitattributes");
+            if self.workdir.join(&file).exists()
+                || self
+                    .head
+                    .as_ref()
+                    .is_some_and(|t| t.get_path(&file).is_ok())
+            {
+                return true;
+            }
+            dir = parent;
+        }
+        false
     }
 }
 

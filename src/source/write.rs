@@ -1,0 +1,136 @@
+//! Writing the bundles' paths of a checkout straight from the expected tree.
+//!
+//! libgit2's checkout reads the whole index before it writes a single file, which on a large
+//! tree costs more than everything else `apply` does for a small bundle. When the paths need
+//! nothing a checkout knows better (a smudge filter, a folder where a file goes, a submodule),
+//! pinstack writes them itself: each file to a temporary name beside it, then renamed over,
+//! so a file is always either its old or its new content.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+
+use git2::{ObjectType, Repository, Tree};
+
+use super::SourceError;
+use super::worktree::WorkFiles;
+use crate::git::local;
+
+/// Writes `expected`'s blob at each of `paths` and removes the paths it lacks, calling
+/// `progress` with the number of paths done after each. Returns `false`, having written
+/// nothing, when a path needs libgit2's checkout instead.
+pub fn write_paths(
+    repo: &Repository,
+    name: &str,
+    files: &WorkFiles<'_>,
+    expected: &Tree<'_>,
+    paths: &BTreeSet<String>,
+    mut progress: impl FnMut(usize),
+) -> Result<bool, SourceError> {
+    let Some(workdir) = repo.workdir() else {
+        return Ok(false);
+    };
+    let mut plan = Vec::with_capacity(paths.len());
+    for p in paths {
+        // A bundle that changes the attributes changes how every file is written.
+        if p == ".gitattributes" || p.ends_with("/.gitattributes") {
+            return Ok(false);
+        }
+        let target = workdir.join(p);
+        let on_disk = std::fs::symlink_metadata(&target).ok();
+        if on_disk.as_ref().is_some_and(|m| m.is_dir()) || files.may_filter(p) {
+            return Ok(false);
+        }
+        let blob = match expected.get_path(Path::new(p)) {
+            Ok(e) if e.kind() == Some(ObjectType::Blob) => Some((e.id(), e.filemode())),
+            Ok(_) => return Ok(false),
+            Err(_) => None,
+        };
+        plan.push((p, target, blob));
+    }
+    // Removals first: a file may give way to a folder of the same name.
+    let mut done = 0;
+    for (_, target, _) in plan.iter().filter(|(_, _, b)| b.is_none()) {
+        match std::fs::remove_file(target) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(SourceError::Io {
+                    path: target.clone(),
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+        remove_empty_parents(workdir, target);
+        done += 1;
+        progress(done);
+    }
+    for (p, target, blob) in &plan {
+        let Some((id, mode)) = blob else { continue };
+        let blob = repo
+            .find_blob(*id)
+            .map_err(local(name, format!("reading the blob of {p}")))?;
+        write_one(target, blob.content(), *mode).map_err(SourceError::io(target))?;
+        done += 1;
+        progress(done);
+    }
+    Ok(true)
+}
+
+/// Writes one file (or symbolic link) through a temporary name in the same folder.
+fn write_one(target: &Path, content: &[u8], mode: i32) -> std::io::Result<()> {
+    let dir = target.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let file_name = target.file_name().unwrap_or_default().to_string_lossy();
+    let temp = dir.join(format!(".{file_name}.pinstack-new"));
+    let _ = std::fs::remove_file(&temp);
+    if mode == 0o120000 {
+        symlink(content, &temp)?;
+    } else {
+        let mut f = open_new(&temp, mode == 0o100755)?;
+        f.write_all(content)?;
+    }
+    std::fs::rename(&temp, target).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temp);
+    })
+}
+
+#[cfg(unix)]
+fn open_new(path: &Path, executable: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // As git does: the umask decides the rest.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if executable { 0o777 } else { 0o666 })
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn open_new(path: &Path, _executable: bool) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
+#[cfg(unix)]
+fn symlink(target: &[u8], at: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), at)
+}
+
+#[cfg(not(unix))]
+fn symlink(target: &[u8], at: &Path) -> std::io::Result<()> {
+    std::fs::write(at, target)
+}
+
+/// Removes the folders a removal left empty, up to the work tree, as git does.
+fn remove_empty_parents(workdir: &Path, file: &Path) {
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        if d == workdir || !d.starts_with(workdir) || std::fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+}
