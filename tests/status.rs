@@ -174,6 +174,10 @@ fn every_kind_of_change_is_seen_as_git_sees_it() {
         std::fs::set_permissions(t.path("d/f2.txt"), std::fs::Permissions::from_mode(0o755))
             .unwrap();
         t.agree("a mode change");
+        // Git records the owner's execute bit only.
+        std::fs::set_permissions(t.path("a/b/f0.txt"), std::fs::Permissions::from_mode(0o654))
+            .unwrap();
+        t.agree("a group-only execute bit");
     }
     std::fs::remove_file(t.path("f1.txt")).unwrap();
     t.agree("a deleted file");
@@ -185,6 +189,7 @@ fn every_kind_of_change_is_seen_as_git_sees_it() {
     t.agree("untracked files and folders");
     t.write("a/x.o", "object\n");
     t.write("build/out/y.bin", "built\n");
+    t.write("e/g/z.o", "object in an untracked folder\n");
     t.agree("ignored files and folders");
     std::fs::remove_file(t.path("f2.txt")).unwrap();
     std::fs::create_dir(t.path("f2.txt")).unwrap();
@@ -206,7 +211,8 @@ fn every_kind_of_change_is_seen_as_git_sees_it() {
     git(&nested, &["init", "-q", "."]);
     t.write("nested/n.txt", "n\n");
     t.agree("an untracked repository");
-    t.git_do(&["add", "a/f0.txt", "e/other.txt"]);
+    t.write("a/staged.txt", "new in a folder HEAD has\n");
+    t.git_do(&["add", "a/f0.txt", "e/other.txt", "a/staged.txt"]);
     t.git_do(&["rm", "-q", "a/f2.txt"]);
     t.agree("staged changes (the cache tree is gone)");
     t.git_do(&["update-index", "--index-version", "4"]);

@@ -2,22 +2,24 @@
 //!
 //! libgit2's status reads the whole index through a hash map, checks its SHA-1, inflates every
 //! tree of HEAD to compare with it, and stats every file by its absolute path: about twice the
-//! time of `git status`. This walk does what git does instead. It reads the index file directly
-//! ([`IndexFile`]); compares HEAD with the index through the index's cache tree, opening only
-//! the trees whose cached id is gone or differs; and walks the work tree through directory
-//! handles, stating each entry by its name alone and comparing with the stat data the index
-//! recorded. It only finds candidates: every path whose stat data differs, which is racily
-//! clean, is special (a conflict, skip-worktree, intent-to-add), is not in the index or is gone
-//! from the disk goes to libgit2's own status, limited to those paths, which then decides with
-//! the usual rules (content, filters, ignore files, nested repositories). When the walk cannot
-//! be used (no index, an index format it does not read, a case-insensitive or SHA-256
-//! repository) or finds too many candidates, libgit2's status of the whole tree answers.
+//! time of `git status`. This status does what git does instead. It reads the index file
+//! directly ([`IndexFile`]); compares HEAD with the index through the index's cache tree,
+//! opening only the trees whose cached id is gone or differs; walks the work tree through
+//! directory handles on every core, stating each entry by its name alone and comparing with the
+//! stat data the index recorded (git's racy-clean rule included); hashes only the files whose
+//! stat data differs; and asks libgit2's ignore rules about the entries the index does not
+//! know. libgit2's own status decides, for those paths only, what this one leaves to it: files
+//! a filter may rewrite, conflicts, skip-worktree and intent-to-add entries, submodules. When
+//! the walk cannot be used at all (an index format it does not read, a case-insensitive or
+//! SHA-256 repository, an unborn HEAD), libgit2's status of the whole tree answers.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
 
-use git2::{Repository, Status, StatusOptions, Tree};
+use git2::{ObjectType, Repository, Status, StatusOptions, Tree};
 
 use super::index_file::{CacheNode, Entry, IndexFile};
+use super::worktree::{WorkFiles, on_disk};
 use crate::git::{GitError, local};
 
 /// What a status of the work tree reports, as `git status --ignored` would list it.
@@ -39,19 +41,13 @@ pub struct ScanOptions {
     pub ignored: bool,
 }
 
-/// Above this many candidates, one status of the whole tree is cheaper than a status of each.
-const MAX_CANDIDATES: usize = 4096;
+const GITLINK: u32 = 0o160000;
 
 /// The status of `repo`'s work tree.
 pub fn scan(repo: &Repository, name: &str, opts: ScanOptions) -> Result<Scan, GitError> {
-    match candidates(repo, opts.submodules) {
-        Some(paths) if paths.len() <= MAX_CANDIDATES => {
-            if paths.is_empty() {
-                return Ok(Scan::default());
-            }
-            libgit2_status(repo, name, opts, Some(&paths))
-        }
-        _ => libgit2_status(repo, name, opts, None),
+    match fast(repo, name, opts)? {
+        Some(scan) => Ok(scan),
+        None => libgit2_status(repo, name, opts, None),
     }
 }
 
@@ -103,9 +99,11 @@ fn bytes_to_path(p: &[u8]) -> std::path::PathBuf {
     String::from_utf8_lossy(p).into_owned().into()
 }
 
-/// Every path whose status the stat data cannot settle; `None` when the walk cannot be used.
-fn candidates(repo: &Repository, submodules: bool) -> Option<BTreeSet<Vec<u8>>> {
-    let config = repo.config().ok()?;
+/// The status without libgit2's whole-tree walk; `Ok(None)` when it cannot be used.
+fn fast(repo: &Repository, name: &str, opts: ScanOptions) -> Result<Option<Scan>, GitError> {
+    let Some(config) = repo.config().ok() else {
+        return Ok(None);
+    };
     let flag = |key: &str| config.get_bool(key).ok();
     // Paths compared case-insensitively, or stored without symbolic links, or ids that are not
     // SHA-1: the index's bytes would not mean what the walk assumes.
@@ -115,28 +113,154 @@ fn candidates(repo: &Repository, submodules: bool) -> Option<BTreeSet<Vec<u8>>> 
             .get_string("extensions.objectformat")
             .is_ok_and(|f| !f.eq_ignore_ascii_case("sha1"))
     {
-        return None;
+        return Ok(None);
     }
-    let workdir = repo.workdir()?;
-    let index = IndexFile::read(repo.path())?;
-    let head = repo.head().ok()?.peel_to_tree().ok()?;
-    let mut out = BTreeSet::new();
-    staged(
-        repo,
-        &index,
-        b"",
-        &head,
-        index.tree.as_ref(),
-        &index.entries,
-        &mut out,
-    )?;
-    walk::work_tree(workdir, &index, submodules, &mut out)?;
-    Some(out)
+    let filemode = flag("core.filemode") != Some(false);
+    let (Some(workdir), Some(index), Some(head)) = (
+        repo.workdir(),
+        IndexFile::read(repo.path()),
+        repo.head().ok().and_then(|h| h.peel_to_tree().ok()),
+    ) else {
+        return Ok(None);
+    };
+    let mut st = Statuses::default();
+    let cache = index.tree.as_ref();
+    let staged_ok = staged(repo, &index, b"", &head, cache, &index.entries, &mut st);
+    let (Some(()), Some(found)) = (staged_ok, walk::work_tree(workdir, &index)) else {
+        return Ok(None);
+    };
+    let files = WorkFiles::new(repo, name)?;
+    for &i in &found.changed {
+        let e = &index.entries[i];
+        let path = index.path(e);
+        if e.mode == GITLINK {
+            if opts.submodules {
+                st.defer.insert(path.to_vec());
+            }
+            continue;
+        }
+        let rel = String::from_utf8_lossy(path);
+        if e.special || files.may_filter(&rel) {
+            st.defer.insert(path.to_vec());
+            continue;
+        }
+        let full = workdir.join(bytes_to_path(path));
+        let meta = std::fs::symlink_metadata(&full).ok();
+        if meta.as_ref().is_some_and(|m| m.is_dir()) {
+            // A folder where the index has a file: the file is gone, the folder is new.
+            st.add(path, Status::WT_DELETED);
+            untracked(repo, workdir, path, true, &mut st);
+            continue;
+        }
+        match on_disk(&full) {
+            None => st.add(path, Status::WT_DELETED),
+            Some((id, mode)) => {
+                let same_kind = (mode == 0o120000) == (e.mode == 0o120000);
+                let same_mode = !filemode || mode as u32 == e.mode;
+                if !same_kind {
+                    st.add(path, Status::WT_TYPECHANGE);
+                } else if id.as_bytes() != e.id || !same_mode {
+                    st.add(path, Status::WT_MODIFIED);
+                }
+            }
+        }
+    }
+    for (i, e) in index.entries.iter().enumerate() {
+        if found.seen[i] {
+            continue;
+        }
+        let path = index.path(e);
+        if e.mode == GITLINK {
+            if opts.submodules {
+                st.defer.insert(path.to_vec());
+            }
+        } else if e.special || found.unreadable.iter().any(|d| path.starts_with(d)) {
+            st.defer.insert(path.to_vec());
+        } else {
+            st.add(path, Status::WT_DELETED);
+        }
+    }
+    for (path, is_dir) in &found.unknown {
+        untracked(repo, workdir, path, *is_dir, &mut st);
+    }
+    st.defer.extend(found.unreadable.iter().cloned());
+    let mut scan = Scan {
+        changed: BTreeMap::new(),
+        ignored: if opts.ignored { st.ignored } else { 0 },
+    };
+    for (path, status) in st.changed {
+        // As libgit2 reports them: paths that are not UTF-8 are left out.
+        if let Ok(p) = String::from_utf8(path) {
+            scan.changed.insert(p, status);
+        }
+    }
+    if !st.defer.is_empty() {
+        // libgit2 decides these paths, with everything it knows about them.
+        for p in &st.defer {
+            if let Ok(p) = std::str::from_utf8(p) {
+                scan.changed.remove(p);
+            }
+        }
+        let rest = libgit2_status(repo, name, opts, Some(&st.defer))?;
+        scan.changed.extend(rest.changed);
+        scan.ignored += rest.ignored;
+    }
+    Ok(Some(scan))
 }
 
-/// Adds the paths where the index differs from HEAD's `tree` at folder `prefix` (empty, or
-/// ending in `/`); `entries` are the index entries under `prefix`. A folder whose cache-tree id
-/// equals HEAD's is skipped unread.
+/// Statuses as they are found, by path.
+#[derive(Default)]
+struct Statuses {
+    changed: BTreeMap<Vec<u8>, Status>,
+    ignored: usize,
+    /// Paths libgit2's status decides.
+    defer: BTreeSet<Vec<u8>>,
+}
+
+impl Statuses {
+    fn add(&mut self, path: &[u8], status: Status) {
+        *self.changed.entry(path.to_vec()).or_insert(Status::empty()) |= status;
+    }
+}
+
+/// An entry the index does not know: ignored (counted, not entered), a file (untracked), a
+/// repository of its own (one `dir/` entry), or a folder, whose entries are looked at in turn.
+fn untracked(repo: &Repository, workdir: &Path, rel: &[u8], is_dir: bool, st: &mut Statuses) {
+    let path = bytes_to_path(rel);
+    if repo.is_path_ignored(&path).unwrap_or(false) {
+        st.ignored += 1;
+        return;
+    }
+    if !is_dir {
+        st.add(rel, Status::WT_NEW);
+        return;
+    }
+    let full = workdir.join(&path);
+    if std::fs::symlink_metadata(full.join(".git")).is_ok() {
+        st.add(&[rel, b"/"].concat(), Status::WT_NEW);
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(&full) else {
+        st.defer.insert(rel.to_vec());
+        return;
+    };
+    let mut children: Vec<(Vec<u8>, bool)> = entries
+        .flatten()
+        .map(|e| {
+            let name = e.file_name();
+            let child = [rel, b"/", name.as_encoded_bytes()].concat();
+            (child, e.file_type().is_ok_and(|t| t.is_dir()))
+        })
+        .collect();
+    children.sort();
+    for (child, is_dir) in children {
+        untracked(repo, workdir, &child, is_dir, st);
+    }
+}
+
+/// Records how the index differs from HEAD's `tree` at folder `prefix` (empty, or ending in
+/// `/`); `entries` are the index entries under `prefix`. A folder whose cache-tree id equals
+/// HEAD's is skipped unread. `None` when a tree cannot be read.
 fn staged(
     repo: &Repository,
     index: &IndexFile,
@@ -144,7 +268,7 @@ fn staged(
     tree: &Tree<'_>,
     cache: Option<&CacheNode>,
     entries: &[Entry],
-    out: &mut BTreeSet<Vec<u8>>,
+    st: &mut Statuses,
 ) -> Option<()> {
     if cache.and_then(|c| c.id) == Some(oid_bytes(tree.id())) {
         return Some(());
@@ -158,14 +282,37 @@ fn staged(
         match rest.iter().position(|&b| b == b'/') {
             None => {
                 let e = &entries[i];
+                let path = index.path(e);
                 seen.insert(rest);
-                let same = head.as_ref().is_some_and(|h| {
-                    h.id().as_bytes() == e.id && u32::try_from(h.filemode()).ok() == Some(e.mode)
-                });
-                if !same {
-                    out.insert(index.path(e).to_vec());
-                }
                 i += 1;
+                let head_is_tree = head
+                    .as_ref()
+                    .is_some_and(|h| h.kind() == Some(ObjectType::Tree));
+                if e.special
+                    || e.mode == GITLINK
+                    || head.as_ref().is_some_and(|h| h.filemode() == 0o160000)
+                {
+                    // Conflicts, intent-to-add, submodules: libgit2 decides.
+                    st.defer.insert(path.to_vec());
+                    continue;
+                }
+                match head {
+                    None => st.add(path, Status::INDEX_NEW),
+                    Some(_) if head_is_tree => {
+                        // A folder of HEAD became a file.
+                        st.add(path, Status::INDEX_NEW);
+                        let sub = repo.find_tree(tree.get_name_bytes(rest)?.id()).ok()?;
+                        deleted_tree(repo, &[path, b"/"].concat(), &sub, st)?;
+                    }
+                    Some(h) => {
+                        let mode = u32::try_from(h.filemode()).ok()?;
+                        if (mode == 0o120000) != (e.mode == 0o120000) {
+                            st.add(path, Status::INDEX_TYPECHANGE);
+                        } else if h.id().as_bytes() != e.id || mode != e.mode {
+                            st.add(path, Status::INDEX_MODIFIED);
+                        }
+                    }
+                }
             }
             Some(slash) => {
                 let dir = &rest[..slash];
@@ -175,30 +322,74 @@ fn staged(
                     i += 1;
                 }
                 seen.insert(dir);
-                let sub = head
-                    .as_ref()
-                    .filter(|h| h.kind() == Some(git2::ObjectType::Tree))
-                    .and_then(|h| repo.find_tree(h.id()).ok());
-                match sub {
-                    Some(sub) => {
+                let under = &entries[start..i];
+                match head.as_ref().map(|h| (h.kind(), h.id(), h.filemode())) {
+                    Some((Some(ObjectType::Tree), id, _)) => {
+                        let sub = repo.find_tree(id).ok()?;
                         let child = cache
                             .and_then(|c| c.children.iter().find(|n| n.name.as_slice() == dir));
                         let sub_prefix = [prefix, dir, b"/"].concat();
-                        let under = &entries[start..i];
-                        staged(repo, index, &sub_prefix, &sub, child, under, out)?;
+                        staged(repo, index, &sub_prefix, &sub, child, under, st)?;
                     }
-                    // A folder that is new, or was a file in HEAD.
-                    None => {
-                        out.insert(join(dir));
+                    // A new folder, or one where HEAD has a file (or a submodule).
+                    other => {
+                        if let Some((_, _, mode)) = other {
+                            if mode == 0o160000 {
+                                st.defer.insert(join(dir));
+                            } else {
+                                st.add(&join(dir), Status::INDEX_DELETED);
+                            }
+                        }
+                        for e in under {
+                            if e.special || e.mode == GITLINK {
+                                st.defer.insert(index.path(e).to_vec());
+                            } else {
+                                st.add(index.path(e), Status::INDEX_NEW);
+                            }
+                        }
                     }
                 }
             }
         }
     }
-    // What HEAD has and the index lacks (a folder path covers the files in it).
+    // What HEAD has and the index lacks.
     for h in tree.iter() {
-        if !seen.contains(h.name_bytes()) {
-            out.insert(join(h.name_bytes()));
+        if seen.contains(h.name_bytes()) {
+            continue;
+        }
+        let path = join(h.name_bytes());
+        match h.kind() {
+            Some(ObjectType::Tree) => {
+                let sub = repo.find_tree(h.id()).ok()?;
+                deleted_tree(repo, &[path.as_slice(), b"/"].concat(), &sub, st)?;
+            }
+            Some(ObjectType::Commit) => {
+                st.defer.insert(path);
+            }
+            _ => st.add(&path, Status::INDEX_DELETED),
+        }
+    }
+    Some(())
+}
+
+/// Every file of a HEAD folder the index no longer has: deleted from the index.
+fn deleted_tree(
+    repo: &Repository,
+    prefix: &[u8],
+    tree: &Tree<'_>,
+    st: &mut Statuses,
+) -> Option<()> {
+    for h in tree.iter() {
+        let path = [prefix, h.name_bytes()].concat();
+        match h.kind() {
+            Some(ObjectType::Tree) => {
+                let sub = repo.find_tree(h.id()).ok()?;
+                deleted_tree(repo, &[path.as_slice(), b"/"].concat(), &sub, st)?;
+            }
+            Some(ObjectType::Commit) => {
+                st.defer.insert(path);
+            }
+            _ => st.add(&path, Status::INDEX_DELETED),
         }
     }
     Some(())
@@ -219,7 +410,6 @@ fn oid_bytes(id: git2::Oid) -> [u8; 20] {
 mod walk {
     //! The work tree walk, through directory handles (an `lstat` by name, not by full path).
 
-    use std::collections::BTreeSet;
     use std::ops::Range;
     use std::os::fd::OwnedFd;
     use std::path::Path;
@@ -228,8 +418,20 @@ mod walk {
     use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat, openat, statat};
 
     use super::super::index_file::{Entry, IndexFile, Stamp};
+    use super::GITLINK;
 
-    const GITLINK: u32 = 0o160000;
+    /// What the walk found.
+    #[derive(Default)]
+    pub struct Walked {
+        /// Index entries the stat data does not prove unchanged (or special, or submodules).
+        pub changed: Vec<usize>,
+        /// Whether each index entry was found on disk.
+        pub seen: Vec<bool>,
+        /// Entries the index does not know, and whether each is a folder.
+        pub unknown: Vec<(Vec<u8>, bool)>,
+        /// Tracked folders that could not be read (with a trailing `/`).
+        pub unreadable: Vec<Vec<u8>>,
+    }
 
     /// A folder to read: its path (empty, or ending in `/`), a handle, and the range of index
     /// entries under it.
@@ -239,11 +441,13 @@ mod walk {
         range: Range<usize>,
     }
 
-    /// What one thread found: candidate paths, and the index entries it saw on disk.
+    /// What one thread found.
     #[derive(Default)]
     struct Found {
-        candidates: Vec<Vec<u8>>,
+        changed: Vec<usize>,
         seen: Vec<usize>,
+        unknown: Vec<(Vec<u8>, bool)>,
+        unreadable: Vec<Vec<u8>>,
     }
 
     /// Folders waiting to be read, and how many are being read now.
@@ -285,16 +489,10 @@ mod walk {
         }
     }
 
-    /// Adds every path whose status the stat data cannot settle: tracked files whose stat data
-    /// differs from the index (or is racily clean, or special), tracked files gone, and every
-    /// entry the index does not know (untracked or ignored: libgit2 tells which). Folders are
-    /// read by as many threads as there are cores (at most four), as git's preloading does.
-    pub fn work_tree(
-        workdir: &Path,
-        index: &IndexFile,
-        submodules: bool,
-        out: &mut BTreeSet<Vec<u8>>,
-    ) -> Option<()> {
+    /// Walks the work tree: compares every tracked file's stat data with the index, and lists
+    /// what the index does not know. Folders are read by as many threads as there are cores
+    /// (at most four), as git's index preloading does.
+    pub fn work_tree(workdir: &Path, index: &IndexFile) -> Option<Walked> {
         let root = openat(
             rustix::fs::CWD,
             workdir,
@@ -320,7 +518,7 @@ mod walk {
                     scope.spawn(|| {
                         let mut found = Found::default();
                         while let Some(folder) = queue.next() {
-                            read_folder(folder, index, submodules, &mut found, &queue);
+                            read_folder(folder, index, &mut found, &queue);
                             queue.done();
                         }
                         found
@@ -332,30 +530,26 @@ mod walk {
         if found.len() != threads {
             return None;
         }
-        let mut seen = vec![false; index.entries.len()];
+        let mut walked = Walked {
+            seen: vec![false; index.entries.len()],
+            ..Walked::default()
+        };
         for f in found {
-            out.extend(f.candidates);
+            walked.changed.extend(f.changed);
+            walked.unknown.extend(f.unknown);
+            walked.unreadable.extend(f.unreadable);
             for i in f.seen {
-                seen[i] = true;
+                walked.seen[i] = true;
             }
         }
-        for (e, seen) in index.entries.iter().zip(seen) {
-            if !seen && (submodules || e.mode != GITLINK) {
-                out.insert(index.path(e).to_vec());
-            }
-        }
-        Some(())
+        walked.changed.sort_unstable();
+        walked.unknown.sort();
+        Some(walked)
     }
 
     /// Reads one folder: compares its tracked files with the index, queues its tracked
-    /// subfolders, and records everything else as a candidate.
-    fn read_folder(
-        folder: Folder,
-        index: &IndexFile,
-        submodules: bool,
-        found: &mut Found,
-        queue: &Queue,
-    ) {
+    /// subfolders, and records everything else.
+    fn read_folder(folder: Folder, index: &IndexFile, found: &mut Found, queue: &Queue) {
         let Folder { prefix, fd, range } = folder;
         let entries = &index.entries;
         // The first entry in `range` at or after `key` (entries are sorted by path).
@@ -365,14 +559,20 @@ mod walk {
         // The names first, then the stats: the directory stream holds its own handle.
         let mut names: Vec<u8> = Vec::new();
         let mut spans: Vec<(usize, usize, FileType)> = Vec::new();
-        if let Ok(mut dir) = Dir::read_from(&fd) {
-            while let Some(Ok(entry)) = dir.read() {
-                let name = entry.file_name().to_bytes();
-                if name != b"." && name != b".." && name != b".git" {
-                    let at = names.len();
-                    names.extend_from_slice(name);
-                    spans.push((at, names.len(), entry.file_type()));
+        match Dir::read_from(&fd) {
+            Ok(mut dir) => {
+                while let Some(Ok(entry)) = dir.read() {
+                    let name = entry.file_name().to_bytes();
+                    if name != b"." && name != b".." && name != b".git" {
+                        let at = names.len();
+                        names.extend_from_slice(name);
+                        spans.push((at, names.len(), entry.file_type()));
+                    }
                 }
+            }
+            Err(_) => {
+                found.unreadable.push(prefix);
+                return;
             }
         }
         let mut rel: Vec<u8> = Vec::new();
@@ -385,15 +585,20 @@ mod walk {
             if at < range.end && index.path(&entries[at]) == rel.as_slice() {
                 found.seen.push(at);
                 let e = &entries[at];
-                if e.mode == GITLINK {
-                    if submodules {
-                        found.candidates.push(rel.clone());
-                    }
+                if e.mode == GITLINK || e.special {
+                    found.changed.push(at);
                     continue;
                 }
                 let stat = statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW).ok();
-                if e.special || !stat.is_some_and(|s| clean(e, &s, index.written)) {
-                    found.candidates.push(rel.clone());
+                if !stat.is_some_and(|s| clean(e, &s, index.written)) {
+                    found.changed.push(at);
+                }
+                // The other stages of a conflicted path are found with it.
+                let mut next = at + 1;
+                while next < range.end && index.path(&entries[next]) == rel.as_slice() {
+                    found.seen.push(next);
+                    found.changed.push(next);
+                    next += 1;
                 }
                 continue;
             }
@@ -408,25 +613,19 @@ mod walk {
             let start = lower(&range, &rel);
             let end = start
                 + entries[start..range.end].partition_point(|e| index.path(e).starts_with(&rel));
-            let child = (is_dir && start < end)
-                .then(|| {
-                    let flags =
-                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                    openat(&fd, name, flags, Mode::empty()).ok()
-                })
-                .flatten();
-            match child {
-                Some(child) => queue.push(Folder {
-                    prefix: rel.clone(),
-                    fd: child,
-                    range: start..end,
-                }),
-                // Untracked or ignored (libgit2 applies the ignore rules), or a tracked folder
-                // that cannot be read (its files stay unseen: candidates too).
-                None => {
-                    rel.pop();
-                    found.candidates.push(rel.clone());
+            if is_dir && start < end {
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                match openat(&fd, name, flags, Mode::empty()) {
+                    Ok(child) => queue.push(Folder {
+                        prefix: rel.clone(),
+                        fd: child,
+                        range: start..end,
+                    }),
+                    Err(_) => found.unreadable.push(rel.clone()),
                 }
+            } else {
+                rel.pop();
+                found.unknown.push((rel.clone(), is_dir));
             }
         }
     }
@@ -544,13 +743,20 @@ mod walk {
 
 #[cfg(not(unix))]
 mod walk {
-    use std::collections::BTreeSet;
     use std::path::Path;
 
     use super::super::index_file::IndexFile;
 
+    /// What the walk found (never, here).
+    pub struct Walked {
+        pub changed: Vec<usize>,
+        pub seen: Vec<bool>,
+        pub unknown: Vec<(Vec<u8>, bool)>,
+        pub unreadable: Vec<Vec<u8>>,
+    }
+
     /// Not available: libgit2's status answers.
-    pub fn work_tree(_: &Path, _: &IndexFile, _: bool, _: &mut BTreeSet<Vec<u8>>) -> Option<()> {
+    pub fn work_tree(_: &Path, _: &IndexFile) -> Option<Walked> {
         None
     }
 }

@@ -404,10 +404,11 @@ pub fn on_disk(path: &Path) -> Option<(Oid, i32)> {
     ))
 }
 
+/// Git records a file as executable when its owner may execute it (`S_IXUSR`).
 #[cfg(unix)]
 fn is_executable(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    meta.permissions().mode() & 0o111 != 0
+    meta.permissions().mode() & 0o100 != 0
 }
 
 #[cfg(not(unix))]
