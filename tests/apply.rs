@@ -730,11 +730,55 @@ fn fetched_with_a_bundle() -> (Fixture, crate::harness::Upstream, String, Vec<u8
     (fx, up, pin, diff)
 }
 
+/// pinstack killed while a file takes its new content's place: the old file removed, the new
+/// one complete under its temporary name. The next plain apply finishes the work, equal to git
+/// apply, and leaves no temporary file behind.
+#[test]
+fn an_apply_killed_between_removing_a_file_and_renaming_its_new_content_converges() {
+    for n in 1..=7 {
+        let (fx, up, pin, diff) = fetched_with_a_bundle();
+        kill_apply_at(&fx, "apply-replace", n);
+        let checkout = fx.checkout("app");
+        let temps = std::fs::read_dir(&checkout)
+            .unwrap()
+            .chain(
+                std::fs::read_dir(checkout.join("new"))
+                    .into_iter()
+                    .flatten(),
+            )
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".pinstack-new"))
+            .count();
+        assert_eq!(
+            temps, 1,
+            "n={n}: the file being replaced waits under its temporary name"
+        );
+        let v = fx.json(&["apply"], 0);
+        assert_eq!(v["repos"][0]["outcome"], "applied", "n={n}: {v:#}");
+        assert!(
+            v["repos"][0]["rescue"].is_null(),
+            "n={n}: nothing to rescue"
+        );
+        assert_eq!(
+            fx.worktree_tree(&checkout),
+            fx.oracle_tree(&up, &pin, &[(&diff, None)]),
+            "n={n}"
+        );
+        let left = git(&checkout, &["status", "--porcelain", "--ignored"]);
+        assert!(!left.contains("pinstack-new"), "n={n}: {left}");
+    }
+}
+
 /// Runs `apply` with a fault point that kills it after the Nth file written.
 fn kill_apply_after(fx: &Fixture, n: usize) {
+    kill_apply_at(fx, "apply-write", n);
+}
+
+/// Runs `apply` with fault point `point` set to kill it at its Nth pass.
+fn kill_apply_at(fx: &Fixture, point: &str, n: usize) {
     let killed = fx
         .pinstack()
-        .env("PINSTACK_FAULT", format!("apply-write:{n}"))
+        .env("PINSTACK_FAULT", format!("{point}:{n}"))
         .arg("apply")
         .output()
         .unwrap();

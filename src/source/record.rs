@@ -9,7 +9,7 @@ use git2::build::CheckoutBuilder;
 use git2::{Oid, Repository};
 use serde::{Deserialize, Serialize};
 
-use super::{SourceError, Workspace, worktree};
+use super::{SourceError, Workspace, worktree, write};
 use crate::git::local;
 
 /// The files an apply left different from the commit it applied to.
@@ -86,22 +86,40 @@ pub fn undo_own_work(ws: &Workspace, name: &str, r: &Repository) -> Result<bool,
         .and_then(|h| h.peel_to_tree())
         .map_err(local(name, "reading HEAD's tree"))?;
     let files = worktree::WorkFiles::new(r, name)?;
+    let workdir = r.workdir().unwrap_or(Path::new(".")).to_path_buf();
     let mut paths: BTreeSet<String> = worktree::changed_paths(r, name)?;
     paths.extend(record.entries.keys().cloned());
+    let mut temps = Vec::new();
     for p in &paths {
         let Some(want) = record.entries.get(p) else {
-            return Ok(false);
+            // A file an unfinished apply was writing, under its temporary name.
+            let ours = record.in_progress
+                && p.ends_with(write::TEMP_SUFFIX)
+                && record
+                    .entries
+                    .keys()
+                    .any(|e| write::temp_name(&workdir.join(e)) == workdir.join(p));
+            if !ours {
+                return Ok(false);
+            }
+            temps.push(workdir.join(p));
+            continue;
         };
         let want = want
             .as_ref()
             .and_then(|(id, mode)| Oid::from_str(id).ok().map(|id| (id, *mode)));
         let have = files.entry(p);
         // A finished apply left every path at its new content; an unfinished one may have left
-        // some at HEAD's. Anything else is a person's change.
-        let unwritten = record.in_progress && have == worktree::entry(&head_tree, p);
+        // some at HEAD's, and one missing (removed to make way for its new content, which
+        // the journal names). Anything else is a person's change.
+        let unwritten =
+            record.in_progress && (have == worktree::entry(&head_tree, p) || have.is_none());
         if have != want && !unwritten {
             return Ok(false);
         }
+    }
+    for t in &temps {
+        std::fs::remove_file(t).map_err(SourceError::io(t))?;
     }
     let mut co = CheckoutBuilder::new();
     co.force().update_index(false);
@@ -111,14 +129,14 @@ pub fn undo_own_work(ws: &Workspace, name: &str, r: &Repository) -> Result<bool,
             co.path(p.as_str());
             restore = true;
         } else {
-            let file = r.workdir().unwrap_or(Path::new(".")).join(p);
+            let file = workdir.join(p);
             match std::fs::remove_file(&file) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(SourceError::io(&file)(e));
                 }
                 _ => {}
             }
-            remove_empty_parents(r.workdir().unwrap_or(Path::new(".")), &file);
+            write::remove_empty_parents(&workdir, &file);
         }
     }
     if restore {
@@ -127,15 +145,4 @@ pub fn undo_own_work(ws: &Workspace, name: &str, r: &Repository) -> Result<bool,
     }
     remove(&path)?;
     Ok(true)
-}
-
-/// Removes the folders a removed file leaves empty, up to the work tree.
-fn remove_empty_parents(root: &Path, file: &Path) {
-    let mut dir = file.parent();
-    while let Some(d) = dir {
-        if d == root || std::fs::remove_dir(d).is_err() {
-            break;
-        }
-        dir = d.parent();
-    }
 }

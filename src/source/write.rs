@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use git2::{ObjectType, Repository, Tree};
 
@@ -69,19 +69,32 @@ pub fn write_paths(
         let blob = repo
             .find_blob(*id)
             .map_err(local(name, format!("reading the blob of {p}")))?;
-        write_one(target, blob.content(), *mode).map_err(SourceError::io(target))?;
+        write_one(target, blob.content(), *mode, done + 1).map_err(SourceError::io(target))?;
         done += 1;
         progress(done);
     }
     Ok(true)
 }
 
-/// Writes one file (or symbolic link) through a temporary name in the same folder.
-fn write_one(target: &Path, content: &[u8], mode: i32) -> std::io::Result<()> {
+/// The temporary name a file is written under before it takes its place.
+pub fn temp_name(target: &Path) -> PathBuf {
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let file_name = target.file_name().unwrap_or_default().to_string_lossy();
+    dir.join(format!(".{file_name}{TEMP_SUFFIX}"))
+}
+
+/// What a temporary name ends with.
+pub const TEMP_SUFFIX: &str = ".pinstack-new";
+
+/// Writes one file (or symbolic link) through a temporary name in the same folder. The old
+/// file is removed just before the rename: renaming over it would make the file system flush
+/// the new file's data first (ext4 does, to make such renames crash-safe), which costs more
+/// than the rest of the write. A kill between the two leaves the path missing and the
+/// temporary file complete; the journal's recovery accepts both as pinstack's own.
+fn write_one(target: &Path, content: &[u8], mode: i32, n: usize) -> std::io::Result<()> {
     let dir = target.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let file_name = target.file_name().unwrap_or_default().to_string_lossy();
-    let temp = dir.join(format!(".{file_name}.pinstack-new"));
+    let temp = temp_name(target);
     let _ = std::fs::remove_file(&temp);
     if mode == 0o120000 {
         symlink(content, &temp)?;
@@ -89,6 +102,11 @@ fn write_one(target: &Path, content: &[u8], mode: i32) -> std::io::Result<()> {
         let mut f = open_new(&temp, mode == 0o100755)?;
         f.write_all(content)?;
     }
+    match std::fs::remove_file(target) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    crate::fault::point("apply-replace", n);
     std::fs::rename(&temp, target).inspect_err(|_| {
         let _ = std::fs::remove_file(&temp);
     })
@@ -125,7 +143,7 @@ fn symlink(target: &[u8], at: &Path) -> std::io::Result<()> {
 }
 
 /// Removes the folders a removal left empty, up to the work tree, as git does.
-fn remove_empty_parents(workdir: &Path, file: &Path) {
+pub fn remove_empty_parents(workdir: &Path, file: &Path) {
     let mut dir = file.parent();
     while let Some(d) = dir {
         if d == workdir || !d.starts_with(workdir) || std::fs::remove_dir(d).is_err() {
