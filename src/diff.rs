@@ -241,6 +241,43 @@ impl Patch {
         std::borrow::Cow::Owned(out)
     }
 
+    /// The diff text as libgit2 reads it, with every path replaced by `name(path)`: paths
+    /// without spaces or quotes, so none of the libgit2 quirks [`Patch::for_libgit2`] works
+    /// around can arise, but for an empty file added or deleted.
+    pub fn renamed_for_libgit2(&self, name: impl Fn(&str) -> String) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.raw.len() + 16 * self.files.len());
+        for (i, file) in self.files.iter().enumerate() {
+            let end = self
+                .files
+                .get(i + 1)
+                .map_or(self.raw.len(), |next| next.header[0].start);
+            let old = file.old_path.as_deref().map(&name);
+            let new = file.new_path.as_deref().map(&name);
+            for range in &file.header {
+                let line = &self.raw[range.clone()];
+                match rewrite_header_line(line, old.as_deref(), new.as_deref(), plain) {
+                    Some(text) => out.extend_from_slice(text.as_bytes()),
+                    None => out.extend_from_slice(line),
+                }
+            }
+            let ends_at_index = !file.binary
+                && file.hunks.is_empty()
+                && file
+                    .header
+                    .last()
+                    .is_some_and(|r| self.raw[r.clone()].starts_with(b"index "));
+            if ends_at_index {
+                if !out.ends_with(b"\n") {
+                    out.push(b'\n');
+                }
+                out.extend_from_slice(b"-- \n");
+            }
+            let body = file.header.last().map_or(end, |r| r.end);
+            out.extend_from_slice(&self.raw[body..end]);
+        }
+        out
+    }
+
     /// Refuses any path that would write outside the repository or inside `.git`, and any
     /// write through a symbolic link the diff itself creates.
     pub fn check_paths(&self) -> Result<(), DiffError> {
@@ -345,6 +382,11 @@ fn rewrite_header_line(
 /// Quotes a path the way git does when it holds `"`, `\`, control or non-ASCII bytes.
 pub fn quote(path: &str) -> String {
     quote_if(path, needs_quotes(path))
+}
+
+/// A path as it is (one that needs no quotes).
+fn plain(path: &str) -> String {
+    path.to_owned()
 }
 
 /// Quotes a path that holds a space too: libgit2 cuts an unquoted path at its first space.

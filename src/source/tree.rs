@@ -1,6 +1,6 @@
 //! Applying a bundle to a tree in memory with libgit2, and explaining why a bundle does not apply.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use git2::build::TreeUpdateBuilder;
@@ -64,15 +64,24 @@ pub struct Failure {
 /// Applies a diff onto `base` in memory; returns the resulting tree id.
 pub fn apply_patch(repo: &Repository, base: &Tree<'_>, patch: &Patch) -> Result<Oid, Failure> {
     check_symlinks(base, patch)?;
-    let diff = Diff::from_buffer(&patch.for_libgit2()).map_err(|e| Failure {
-        diagnosis: Diagnosis::Other,
-        file: None,
-        hunk: None,
-        detail: format!("libgit2 cannot read the diff: {}", e.message()),
-    })?;
-    let tree_id = match apply_to_paths(repo, base, patch, &diff) {
+    let paths: Vec<&str> = patch
+        .files
+        .iter()
+        .flat_map(|f| [f.old_path.as_deref(), f.new_path.as_deref()])
+        .flatten()
+        .collect::<BTreeSet<&str>>()
+        .into_iter()
+        .collect();
+    let tree_id = match apply_to_paths(repo, base, patch, &paths) {
         Ok(id) => id,
-        Err(e) => return Err(diagnose(repo, base, patch, e.message())),
+        Err(e) => {
+            // libgit2 names the flat names; the person needs the real ones.
+            let mut message = e.message().to_owned();
+            for (i, path) in paths.iter().enumerate().rev() {
+                message = message.replace(&flat_name(i), path);
+            }
+            return Err(diagnose(repo, base, patch, &message));
+        }
     };
     let tree = repo.find_tree(tree_id).map_err(|e| Failure {
         diagnosis: Diagnosis::Other,
@@ -84,23 +93,24 @@ pub fn apply_patch(repo: &Repository, base: &Tree<'_>, patch: &Patch) -> Result<
     Ok(tree_id)
 }
 
-/// Applies the diff with libgit2 to a tree holding only the paths the diff touches, then writes
-/// the results into `base` with a tree update. libgit2's own apply reads the whole tree into an
-/// index and writes it all back; this costs what the diff touches, not what the tree holds.
+/// The name path number `i` of a bundle has in the flat tree libgit2 applies it to.
+fn flat_name(i: usize) -> String {
+    format!("pinstack-path-{i:06}")
+}
+
+/// Applies the diff with libgit2 to a flat tree holding only the paths the diff touches (each
+/// under a name of its own, in one folder), then writes the results into `base` with a tree
+/// update. libgit2's own apply reads the whole tree into an index and writes it all back; this
+/// costs what the diff touches, not what the tree holds, and writes one small tree, not one
+/// per folder on the way to each path.
 fn apply_to_paths(
     repo: &Repository,
     base: &Tree<'_>,
     patch: &Patch,
-    diff: &Diff<'_>,
+    paths: &[&str],
 ) -> Result<Oid, git2::Error> {
-    let paths: BTreeSet<&str> = patch
-        .files
-        .iter()
-        .flat_map(|f| [f.old_path.as_deref(), f.new_path.as_deref()])
-        .flatten()
-        .collect();
-    // A path that would go under a file of the tree is a conflict the small tree cannot see.
-    for path in &paths {
+    // A path that would go under a file of the tree is a conflict the flat tree cannot see.
+    for path in paths {
         for (i, _) in path.match_indices('/') {
             if base
                 .get_path(Path::new(&path[..i]))
@@ -113,21 +123,22 @@ fn apply_to_paths(
             }
         }
     }
-    let empty = repo.treebuilder(None)?.write()?;
-    let empty = repo.find_tree(empty)?;
-    let mut small = TreeUpdateBuilder::new();
-    for path in &paths {
+    let number: HashMap<&str, usize> = paths.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+    let text = patch.renamed_for_libgit2(|p| flat_name(number[p]));
+    let diff = Diff::from_buffer(&text)?;
+    let mut small = repo.treebuilder(None)?;
+    for (i, path) in paths.iter().enumerate() {
         if let Ok(e) = base.get_path(Path::new(path))
             && e.kind() == Some(ObjectType::Blob)
         {
-            small.upsert(*path, e.id(), file_mode(e.filemode()));
+            small.insert(flat_name(i), e.id(), e.filemode())?;
         }
     }
-    let small = repo.find_tree(small.create_updated(repo, &empty)?)?;
-    let index = repo.apply_to_tree(&small, diff, None)?;
+    let small = repo.find_tree(small.write()?)?;
+    let index = repo.apply_to_tree(&small, &diff, None)?;
     let mut update = TreeUpdateBuilder::new();
-    for path in &paths {
-        match index.get_path(Path::new(path), 0) {
+    for (i, path) in paths.iter().enumerate() {
+        match index.get_path(Path::new(&flat_name(i)), 0) {
             Some(e) => update.upsert(*path, e.id, file_mode(e.mode as i32)),
             None => update.remove(*path),
         };
