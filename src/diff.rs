@@ -191,59 +191,11 @@ impl Patch {
         Ok(patch)
     }
 
-    /// The diff text as libgit2 1.9 reads it. libgit2 cuts an unquoted path at its first space
-    /// (libgit2#6294), so a section whose paths hold a space gets quoted paths; and it refuses a
-    /// section that ends at its `index` line, as an empty file added or deleted does
-    /// (libgit2#6778), unless the `-- ` separator of `git format-patch` follows.
-    pub fn for_libgit2(&self) -> std::borrow::Cow<'_, [u8]> {
-        let spaced = |f: &FilePatch| {
-            [&f.old_path, &f.new_path]
-                .into_iter()
-                .flatten()
-                .any(|p| p.contains(' '))
-        };
-        let ends_at_index = |f: &FilePatch| {
-            !f.binary
-                && f.hunks.is_empty()
-                && f.header
-                    .last()
-                    .is_some_and(|r| self.raw[r.clone()].starts_with(b"index "))
-        };
-        if !self.files.iter().any(|f| spaced(f) || ends_at_index(f)) {
-            return std::borrow::Cow::Borrowed(&self.raw);
-        }
-        let mut out = Vec::with_capacity(self.raw.len() + 64 * self.files.len());
-        for (i, file) in self.files.iter().enumerate() {
-            let end = self
-                .files
-                .get(i + 1)
-                .map_or(self.raw.len(), |next| next.header[0].start);
-            for range in &file.header {
-                let line = &self.raw[range.clone()];
-                let (old, new) = (file.old_path.as_deref(), file.new_path.as_deref());
-                match spaced(file)
-                    .then(|| rewrite_header_line(line, old, new, quote_spaced))
-                    .flatten()
-                {
-                    Some(text) => out.extend_from_slice(text.as_bytes()),
-                    None => out.extend_from_slice(line),
-                }
-            }
-            if ends_at_index(file) {
-                if !out.ends_with(b"\n") {
-                    out.push(b'\n');
-                }
-                out.extend_from_slice(b"-- \n");
-            }
-            let body = file.header.last().map_or(end, |r| r.end);
-            out.extend_from_slice(&self.raw[body..end]);
-        }
-        std::borrow::Cow::Owned(out)
-    }
-
-    /// The diff text as libgit2 reads it, with every path replaced by `name(path)`: paths
-    /// without spaces or quotes, so none of the libgit2 quirks [`Patch::for_libgit2`] works
-    /// around can arise, but for an empty file added or deleted.
+    /// The diff text as libgit2 1.9 reads it, with every path replaced by `name(path)`. With
+    /// names free of spaces and quotes, libgit2's cutting of an unquoted path at its first
+    /// space (libgit2#6294) cannot arise; a section that ends at its `index` line, as an empty
+    /// file added or deleted does, gets the `-- ` separator of `git format-patch`, without
+    /// which libgit2 refuses it (libgit2#6778).
     pub fn renamed_for_libgit2(&self, name: impl Fn(&str) -> String) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.raw.len() + 16 * self.files.len());
         for (i, file) in self.files.iter().enumerate() {
@@ -387,11 +339,6 @@ pub fn quote(path: &str) -> String {
 /// A path as it is (one that needs no quotes).
 fn plain(path: &str) -> String {
     path.to_owned()
-}
-
-/// Quotes a path that holds a space too: libgit2 cuts an unquoted path at its first space.
-fn quote_spaced(path: &str) -> String {
-    quote_if(path, needs_quotes(path) || path.contains(' '))
 }
 
 fn needs_quotes(path: &str) -> bool {
