@@ -278,6 +278,8 @@ pub struct WorkFiles<'r> {
     /// the system one).
     global_attributes: bool,
     head: Option<Tree<'r>>,
+    /// Folders already looked at: whether a `.gitattributes` is in the folder or above it.
+    attributes_above: std::cell::RefCell<std::collections::HashMap<PathBuf, bool>>,
 }
 
 impl<'r> WorkFiles<'r> {
@@ -324,6 +326,7 @@ impl<'r> WorkFiles<'r> {
             autocrlf,
             global_attributes,
             head: repo.head().ok().and_then(|h| h.peel_to_tree().ok()),
+            attributes_above: Default::default(),
         })
     }
 
@@ -361,23 +364,29 @@ impl<'r> WorkFiles<'r> {
     /// whole index to find the latter, which on a large tree costs more than the rest of a
     /// command; most trees have no attributes file on most paths.
     fn attributes_may_apply(&self, rel: &str) -> bool {
-        if self.global_attributes {
-            return true;
+        self.global_attributes
+            || Path::new(rel)
+                .parent()
+                .is_some_and(|dir| self.attributes_in_or_above(dir))
+    }
+
+    /// Whether folder `dir` (relative, empty for the root) or one above it has a
+    /// `.gitattributes`, on disk or in HEAD; each folder is looked at once.
+    fn attributes_in_or_above(&self, dir: &Path) -> bool {
+        if let Some(&known) = self.attributes_above.borrow().get(dir) {
+            return known;
         }
-        let mut dir = Path::new(rel);
-        while let Some(parent) = dir.parent() {
-            let file = parent.join(".gitattributes");
-            if self.workdir.join(&file).exists()
-                || self
-                    .head
-                    .as_ref()
-                    .is_some_and(|t| t.get_path(&file).is_ok())
-            {
-                return true;
-            }
-            dir = parent;
-        }
-        false
+        let file = dir.join(".gitattributes");
+        let here = self.workdir.join(&file).exists()
+            || self
+                .head
+                .as_ref()
+                .is_some_and(|t| t.get_path(&file).is_ok());
+        let found = here || dir.parent().is_some_and(|p| self.attributes_in_or_above(p));
+        self.attributes_above
+            .borrow_mut()
+            .insert(dir.to_path_buf(), found);
+        found
     }
 }
 
