@@ -206,6 +206,17 @@ fn every_kind_of_change_is_seen_as_git_sees_it() {
         std::os::unix::fs::symlink("f2.txt", t.path("link")).unwrap();
         t.agree("symbolic links");
     }
+    #[cfg(unix)]
+    {
+        // Git looks at files, links and folders only.
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(t.path("a/pipe"))
+            .status()
+            .unwrap();
+        assert!(fifo.success());
+        let _socket = std::os::unix::net::UnixListener::bind(t.path("e/g/socket")).unwrap();
+        t.agree("a pipe and a socket");
+    }
     let nested = t.path("nested");
     std::fs::create_dir_all(&nested).unwrap();
     git(&nested, &["init", "-q", "."]);
@@ -241,6 +252,45 @@ fn a_same_size_edit_with_the_old_mtime_is_seen_as_git_sees_it() {
     f.set_modified(meta.modified().unwrap()).unwrap();
     drop(f);
     t.agree("a same-size edit with the old mtime");
+}
+
+/// A checkout whose pin holds a submodule entry (the submodule itself is never fetched).
+fn with_submodule() -> Tree {
+    let fx = Fixture::new();
+    let up = fx.upstream("up");
+    up.write("f.txt", "f\n").write(".gitignore", "*.o\n");
+    up.git(&["add", "-A"]);
+    let gitlink = format!("160000,{},sm", "1".repeat(40));
+    up.git(&["update-index", "--add", "--cacheinfo", &gitlink]);
+    let commit = up.commit("a submodule");
+    fx.pins(&[Pin::new("up", &up, &commit)]);
+    fx.pinstack().arg("fetch").assert().success();
+    let co = fx.checkout("up");
+    // As after a person's `git reset`: an index with a cache tree.
+    git(&co, &["reset", "-q", "--hard"]);
+    Tree { fx, co }
+}
+
+#[test]
+fn a_submodule_replaced_by_a_file_is_seen_as_git_sees_it() {
+    let t = with_submodule();
+    std::fs::create_dir_all(t.path("sm")).unwrap();
+    t.agree("the fetch");
+    std::fs::remove_dir_all(t.path("sm")).unwrap();
+    t.write("sm", "a file where the submodule was\n");
+    t.agree("a file in the submodule's place");
+}
+
+#[test]
+fn a_submodule_made_a_folder_of_the_index_is_seen_as_git_sees_it() {
+    let t = with_submodule();
+    // The submodule becomes a plain folder of the index, holding ignored files too.
+    t.git_do(&["update-index", "--force-remove", "sm"]);
+    t.write("sm/a.txt", "a\n");
+    t.git_do(&["add", "sm/a.txt"]);
+    t.write("sm/x.o", "object\n");
+    t.write("sm/y.o", "object\n");
+    t.agree("a submodule made a folder of the index");
 }
 
 /// One edit of a random sequence.

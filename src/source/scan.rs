@@ -130,11 +130,16 @@ fn fast(repo: &Repository, name: &str, opts: ScanOptions) -> Result<Option<Scan>
         return Ok(None);
     };
     let files = WorkFiles::new(repo, name)?;
+    // A submodule is left out unless asked for, but one that is no longer a folder (a file or
+    // a link took its place, or it is gone) is a change of the tree itself.
+    let gitlink_kept = |path: &[u8]| {
+        std::fs::symlink_metadata(workdir.join(bytes_to_path(path))).is_ok_and(|m| m.is_dir())
+    };
     for &i in &found.changed {
         let e = &index.entries[i];
         let path = index.path(e);
         if e.mode == GITLINK {
-            if opts.submodules {
+            if opts.submodules || !gitlink_kept(path) {
                 st.defer.insert(path.to_vec());
             }
             continue;
@@ -171,7 +176,7 @@ fn fast(repo: &Repository, name: &str, opts: ScanOptions) -> Result<Option<Scan>
         }
         let path = index.path(e);
         if e.mode == GITLINK {
-            if opts.submodules {
+            if opts.submodules || !gitlink_kept(path) {
                 st.defer.insert(path.to_vec());
             }
         } else if e.special || found.unreadable.iter().any(|d| path.starts_with(d)) {
@@ -184,23 +189,30 @@ fn fast(repo: &Repository, name: &str, opts: ScanOptions) -> Result<Option<Scan>
         untracked(repo, workdir, path, *is_dir, &mut st);
     }
     st.defer.extend(found.unreadable.iter().cloned());
+    // libgit2 decides the deferred paths and everything under them, alone.
+    let deferred = |p: &[u8]| {
+        st.defer.iter().any(|d| {
+            let d = d.strip_suffix(b"/").unwrap_or(d);
+            p == d || (p.starts_with(d) && p.get(d.len()) == Some(&b'/'))
+        })
+    };
     let mut scan = Scan {
         changed: BTreeMap::new(),
-        ignored: if opts.ignored { st.ignored } else { 0 },
+        ignored: if opts.ignored {
+            st.ignored.iter().filter(|p| !deferred(p)).count()
+        } else {
+            0
+        },
     };
-    for (path, status) in st.changed {
+    for (path, status) in &st.changed {
         // As libgit2 reports them: paths that are not UTF-8 are left out.
-        if let Ok(p) = String::from_utf8(path) {
-            scan.changed.insert(p, status);
+        if !deferred(path)
+            && let Ok(p) = std::str::from_utf8(path)
+        {
+            scan.changed.insert(p.to_owned(), *status);
         }
     }
     if !st.defer.is_empty() {
-        // libgit2 decides these paths, with everything it knows about them.
-        for p in &st.defer {
-            if let Ok(p) = std::str::from_utf8(p) {
-                scan.changed.remove(p);
-            }
-        }
         let rest = libgit2_status(repo, name, opts, Some(&st.defer))?;
         scan.changed.extend(rest.changed);
         scan.ignored += rest.ignored;
@@ -212,7 +224,8 @@ fn fast(repo: &Repository, name: &str, opts: ScanOptions) -> Result<Option<Scan>
 #[derive(Default)]
 struct Statuses {
     changed: BTreeMap<Vec<u8>, Status>,
-    ignored: usize,
+    /// Ignored files, and ignored folders (not entered).
+    ignored: Vec<Vec<u8>>,
     /// Paths libgit2's status decides.
     defer: BTreeSet<Vec<u8>>,
 }
@@ -228,7 +241,7 @@ impl Statuses {
 fn untracked(repo: &Repository, workdir: &Path, rel: &[u8], is_dir: bool, st: &mut Statuses) {
     let path = bytes_to_path(rel);
     if repo.is_path_ignored(&path).unwrap_or(false) {
-        st.ignored += 1;
+        st.ignored.push(rel.to_vec());
         return;
     }
     if !is_dir {
@@ -244,12 +257,14 @@ fn untracked(repo: &Repository, workdir: &Path, rel: &[u8], is_dir: bool, st: &m
         st.defer.insert(rel.to_vec());
         return;
     };
+    // Git sees files, symbolic links and folders only (not pipes, sockets or devices).
     let mut children: Vec<(Vec<u8>, bool)> = entries
         .flatten()
-        .map(|e| {
+        .filter_map(|e| {
+            let kind = e.file_type().ok()?;
+            let seen = kind.is_file() || kind.is_symlink() || kind.is_dir();
             let name = e.file_name();
-            let child = [rel, b"/", name.as_encoded_bytes()].concat();
-            (child, e.file_type().is_ok_and(|t| t.is_dir()))
+            seen.then(|| ([rel, b"/", name.as_encoded_bytes()].concat(), kind.is_dir()))
         })
         .collect();
     children.sort();
@@ -489,6 +504,15 @@ mod walk {
         }
     }
 
+    /// Marks a folder read when dropped.
+    struct Done<'a>(&'a Queue);
+
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.done();
+        }
+    }
+
     /// Walks the work tree: compares every tracked file's stat data with the index, and lists
     /// what the index does not know. Folders are read by as many threads as there are cores
     /// (at most four), as git's index preloading does.
@@ -518,8 +542,9 @@ mod walk {
                     scope.spawn(|| {
                         let mut found = Found::default();
                         while let Some(folder) = queue.next() {
+                            // Counted done even if reading it panics, so no thread waits forever.
+                            let _done = Done(&queue);
                             read_folder(folder, index, &mut found, &queue);
-                            queue.done();
                         }
                         found
                     })
@@ -602,12 +627,21 @@ mod walk {
                 }
                 continue;
             }
-            let is_dir = match kind {
-                FileType::Directory => true,
-                FileType::Unknown => statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
-                    .is_ok_and(|s| FileType::from_raw_mode(s.st_mode as _).is_dir()),
-                _ => false,
+            let kind = match kind {
+                FileType::Unknown => match statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(s) => FileType::from_raw_mode(s.st_mode as _),
+                    Err(_) => continue,
+                },
+                kind => kind,
             };
+            // Git sees files, symbolic links and folders only (not pipes, sockets or devices).
+            if !matches!(
+                kind,
+                FileType::Directory | FileType::RegularFile | FileType::Symlink
+            ) {
+                continue;
+            }
+            let is_dir = kind == FileType::Directory;
             // A folder of the index: the entries under `rel/`.
             rel.push(b'/');
             let start = lower(&range, &rel);
@@ -662,7 +696,17 @@ mod walk {
             && e.ino == s.st_ino as u32
             && e.uid == s.st_uid as u32
             && e.gid == s.st_gid as u32
-            && e.mtime < written
+            && before(e.mtime, written)
+    }
+
+    /// Whether the file's recorded change came before the index was written. An index that
+    /// recorded whole seconds (no nanoseconds) is compared by seconds, as git then does.
+    fn before(mtime: Stamp, written: Stamp) -> bool {
+        if mtime.nsec == 0 {
+            mtime.sec < written.sec
+        } else {
+            mtime < written
+        }
     }
 
     #[cfg(test)]
@@ -737,6 +781,12 @@ mod walk {
                 ..e.clone()
             };
             assert!(clean(&coarse, &s, later));
+            // ... so an index written later in the same second does not prove it clean.
+            let same_second = Stamp {
+                sec: e.mtime.sec,
+                nsec: 999_999_999,
+            };
+            assert!(!clean(&coarse, &s, same_second));
         }
     }
 }
