@@ -904,6 +904,29 @@ fn a_switch_killed_at_any_moment_converges_on_rerun() {
     }
 }
 
+/// pinstack killed after it started a server but before it saved the state naming it: the
+/// server never runs (it waits behind a gate the dead switch can no longer open), so nothing
+/// unrecorded is left behind, and a plain rerun converges.
+#[test]
+fn a_switch_killed_before_recording_its_server_leaves_no_server() {
+    let lab = Lab::new();
+    lab.switch("good", 0);
+    let killed = lab
+        .cmd()
+        .env("PINSTACK_FAULT", "switch-spawned:1")
+        .args(["switch", "other", "--supervisor", "process"])
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.code(), None, "killed at the fault point");
+    std::thread::sleep(Duration::from_millis(500));
+    let other = std::net::TcpStream::connect(("127.0.0.1", lab.port2)).is_ok();
+    assert!(!other, "a server no state records is listening");
+    lab.switch("other", 0);
+    lab.assert_healthy("other");
+    let good = std::net::TcpStream::connect(("127.0.0.1", lab.port)).is_ok();
+    assert!(!good, "the good server was left behind");
+}
+
 /// `up` and `switch` share the workspace lock: while an `up` runs, a switch fails at once,
 /// naming the holder, and stops nothing.
 #[test]

@@ -109,6 +109,15 @@ pub struct Running {
 }
 
 impl Running {
+    /// Opens the gate the server waits behind (see [`run_gate`]): call once its state is saved.
+    pub fn release(&mut self) -> std::io::Result<()> {
+        use std::io::Write;
+        match self.child.as_mut().and_then(|c| c.stdin.take()) {
+            Some(mut gate) => gate.write_all(b"go\n"),
+            None => Ok(()),
+        }
+    }
+
     /// Whether it still runs (and has not been restarted by systemd behind pinstack's back).
     pub fn check(&mut self) -> Liveness {
         if let Some(child) = &mut self.child {
@@ -264,12 +273,20 @@ fn spawn(sup: &Supervision, profile: &Profile, log: &Path) -> Result<Child, Supe
     .map_err(log_err)?;
     let err = file.try_clone().map_err(log_err)?;
     let argv = profile.command();
-    Command::new(&argv[0])
-        .args(&argv[1..])
+    // The server starts behind a gate (pinstack itself, see [`run_gate`]) that opens only once
+    // the state naming its process is saved: a switch killed in between leaves no server
+    // that no state records.
+    let gate = std::env::current_exe().map_err(|source| SupervisorError::Spawn {
+        program: PathBuf::from("pinstack"),
+        source,
+    })?;
+    Command::new(gate)
+        .arg(GATE)
+        .args(&argv)
         .env_clear()
         .envs(profile.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&sup.workdir)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(file)
         .stderr(err)
         .process_group(0)
@@ -278,6 +295,32 @@ fn spawn(sup: &Supervision, profile: &Profile, log: &Path) -> Result<Child, Supe
             program: profile.vllm.clone(),
             source,
         })
+}
+
+/// The first argument that makes pinstack the gate in front of a server it starts.
+pub const GATE: &str = "__serve-gate";
+
+/// `pinstack __serve-gate PROGRAM ARGS...`, with the server's environment, folder, output and
+/// process group already set: waits for `go` on standard input, then becomes the server (same
+/// process). When the switch that started it dies before it saved the server's state, the
+/// pipe closes without `go`, and the gate exits instead. Returns only on failure.
+pub fn run_gate(args: &[std::ffi::OsString]) -> u8 {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let mut line = String::new();
+    let go = std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim_end() == "go";
+    let Some((program, rest)) = args.split_first() else {
+        return 2;
+    };
+    if !go {
+        return 125;
+    }
+    let err = Command::new(program).args(rest).stdin(Stdio::null()).exec();
+    eprintln!(
+        "pinstack: cannot start {}: {err}",
+        program.to_string_lossy()
+    );
+    127
 }
 
 /// The first words of the line pinstack writes into a server log before the server's own.

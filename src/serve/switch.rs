@@ -281,11 +281,24 @@ fn bring_up(
     on: &mut dyn FnMut(SwitchEvent<'_>),
 ) -> Result<State, Box<Failure>> {
     let mut running = supervisor::start(sup, kind, profile).map_err(|e| Box::new(e.into()))?;
+    crate::fault::point("switch-spawned", 1);
     // Recorded before waiting: a pinstack killed while it waits leaves a server the next
     // switch can still find and stop.
     sup.serve
         .save(&running.state)
         .map_err(|e| Box::new(SupervisorError::from(e).into()))?;
+    // Only now may the server run: the state that names it is on disk.
+    if let Err(e) = running.release() {
+        let _ = running.stop(sup);
+        let _ = sup.serve.clear();
+        return Err(Box::new(
+            SupervisorError::Spawn {
+                program: profile.vllm.clone(),
+                source: e,
+            }
+            .into(),
+        ));
+    }
     on(SwitchEvent::Started {
         state: &running.state,
     });
