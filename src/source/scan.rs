@@ -43,6 +43,10 @@ pub struct ScanOptions {
 
 const GITLINK: u32 = 0o160000;
 
+/// Above this many paths for libgit2 to decide (a tree under `core.autocrlf` with every file
+/// touched, say), one libgit2 status of the whole tree answers instead.
+const MAX_DEFERRED: usize = 4096;
+
 /// The status of `repo`'s work tree.
 pub fn scan(repo: &Repository, name: &str, opts: ScanOptions) -> Result<Scan, GitError> {
     match fast(repo, name, opts)? {
@@ -189,12 +193,14 @@ fn fast(repo: &Repository, name: &str, opts: ScanOptions) -> Result<Option<Scan>
         untracked(repo, workdir, path, *is_dir, &mut st);
     }
     st.defer.extend(found.unreadable.iter().cloned());
+    if st.defer.len() > MAX_DEFERRED {
+        // One status of the whole tree costs less than one per path by then.
+        return Ok(None);
+    }
     // libgit2 decides the deferred paths and everything under them, alone.
     let deferred = |p: &[u8]| {
-        st.defer.iter().any(|d| {
-            let d = d.strip_suffix(b"/").unwrap_or(d);
-            p == d || (p.starts_with(d) && p.get(d.len()) == Some(&b'/'))
-        })
+        let listed = |q: &[u8]| st.defer.contains(q) || st.defer.contains(&[q, b"/"].concat());
+        listed(p) || (0..p.len()).any(|i| p[i] == b'/' && listed(&p[..i]))
     };
     let mut scan = Scan {
         changed: BTreeMap::new(),
