@@ -490,75 +490,39 @@ fn bench_size(w: &World, n: usize, runs: usize, rows: &mut Vec<Row>) {
         let pins = format!("pins-b{k}.yaml");
         let diff = dir.join(format!("patches/b{k}.patch"));
         let diff = diff.to_str().unwrap();
+        let pinstack = |command: &[&str]| {
+            let args = [&["--pins", pins.as_str(), "--workspace", "ws"][..], command].concat();
+            w.quiet("pinstack", &args, dir, &[0]);
+        };
+        let check = || pinstack(&["check", "--offline"]);
+        let apply = || pinstack(&["apply"]);
         push(
             &format!("2 check --offline, {nominal} files"),
-            measure(
-                runs,
-                &mut || {},
-                &mut || {
-                    w.quiet(
-                        "pinstack",
-                        &["--pins", &pins, "--workspace", "ws", "check", "--offline"],
-                        dir,
-                        &[0],
-                    )
-                },
-                &mut || w.quiet("git", &["apply", "--check", diff], co, &[0]),
-            ),
+            measure(runs, &mut || {}, &mut || check(), &mut || {
+                w.quiet("git", &["apply", "--check", diff], co, &[0])
+            }),
         );
         // Context: git doing the same work from the object store (the index at the pin), as
         // `check` must, rather than from the work tree's plain files.
         push(
             &format!("2c check --offline, {nominal} files (ref: git apply --cached --check)"),
-            measure(
-                runs,
-                &mut || {},
-                &mut || {
-                    w.quiet(
-                        "pinstack",
-                        &["--pins", &pins, "--workspace", "ws", "check", "--offline"],
-                        dir,
-                        &[0],
-                    )
-                },
-                &mut || w.quiet("git", &["apply", "--cached", "--check", diff], co, &[0]),
-            ),
+            measure(runs, &mut || {}, &mut || check(), &mut || {
+                w.quiet("git", &["apply", "--cached", "--check", diff], co, &[0])
+            }),
         );
         push(
             &format!("3 apply, {nominal} files"),
-            measure(
-                runs,
-                &mut || reset(w, &d),
-                &mut || {
-                    w.quiet(
-                        "pinstack",
-                        &["--pins", &pins, "--workspace", "ws", "apply"],
-                        dir,
-                        &[0],
-                    )
-                },
-                &mut || w.quiet("git", &["apply", diff], co, &[0]),
-            ),
+            measure(runs, &mut || reset(w, &d), &mut || apply(), &mut || {
+                w.quiet("git", &["apply", diff], co, &[0])
+            }),
         );
         // Context: what a safe apply needs from git, a status of the tree before writing.
         push(
             &format!("3c apply, {nominal} files (ref: git status + git apply)"),
-            measure(
-                runs,
-                &mut || reset(w, &d),
-                &mut || {
-                    w.quiet(
-                        "pinstack",
-                        &["--pins", &pins, "--workspace", "ws", "apply"],
-                        dir,
-                        &[0],
-                    )
-                },
-                &mut || {
-                    w.quiet("git", &["status", "--porcelain"], co, &[0]);
-                    w.quiet("git", &["apply", diff], co, &[0]);
-                },
-            ),
+            measure(runs, &mut || reset(w, &d), &mut || apply(), &mut || {
+                w.quiet("git", &["status", "--porcelain"], co, &[0]);
+                w.quiet("git", &["apply", diff], co, &[0]);
+            }),
         );
         reset(w, &d);
     }

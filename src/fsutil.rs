@@ -1,4 +1,4 @@
-//! Small file-system helpers: atomic writes and UTC time stamps.
+//! Small file-system helpers: atomic writes, removals and UTC time stamps.
 
 use std::io::Write;
 use std::path::Path;
@@ -22,6 +22,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Removes a file; one already gone is no error.
+pub fn remove_file_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// The current UTC time as `YYYYMMDDTHHMMSSZ`, for file names.

@@ -136,10 +136,7 @@ impl ServeDir {
     /// Forgets the state: nothing is running.
     pub fn clear(&self) -> Result<(), StateError> {
         let path = self.state_path();
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
-            _ => Ok(()),
-        }
+        crate::fsutil::remove_file_if_present(&path).map_err(io(&path))
     }
 
     /// A fresh log file for a profile: `logs/<profile>-<utc stamp>.log`.

@@ -56,10 +56,7 @@ pub fn save(
 }
 
 fn remove(path: &Path) -> Result<(), SourceError> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SourceError::io(path)(e)),
-        _ => Ok(()),
-    }
+    crate::fsutil::remove_file_if_present(path).map_err(SourceError::io(path))
 }
 
 /// When the checkout holds exactly what pinstack last wrote on top of HEAD, and nothing else,
@@ -130,12 +127,7 @@ pub fn undo_own_work(ws: &Workspace, name: &str, r: &Repository) -> Result<bool,
             restore = true;
         } else {
             let file = workdir.join(p);
-            match std::fs::remove_file(&file) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(SourceError::io(&file)(e));
-                }
-                _ => {}
-            }
+            remove(&file)?;
             write::remove_empty_parents(&workdir, &file);
         }
     }

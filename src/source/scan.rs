@@ -306,9 +306,6 @@ fn staged(
                 let path = index.path(e);
                 seen.insert(rest);
                 i += 1;
-                let head_is_tree = head
-                    .as_ref()
-                    .is_some_and(|h| h.kind() == Some(ObjectType::Tree));
                 if e.special
                     || e.mode == GITLINK
                     || head.as_ref().is_some_and(|h| h.filemode() == 0o160000)
@@ -319,11 +316,10 @@ fn staged(
                 }
                 match head {
                     None => st.add(path, Status::INDEX_NEW),
-                    Some(_) if head_is_tree => {
+                    Some(h) if h.kind() == Some(ObjectType::Tree) => {
                         // A folder of HEAD became a file.
                         st.add(path, Status::INDEX_NEW);
-                        let sub = repo.find_tree(tree.get_name_bytes(rest)?.id()).ok()?;
-                        deleted_tree(repo, &[path, b"/"].concat(), &sub, st)?;
+                        deleted(repo, prefix, &h, st)?;
                     }
                     Some(h) => {
                         let mode = u32::try_from(h.filemode()).ok()?;
@@ -375,43 +371,34 @@ fn staged(
     }
     // What HEAD has and the index lacks.
     for h in tree.iter() {
-        if seen.contains(h.name_bytes()) {
-            continue;
-        }
-        let path = join(h.name_bytes());
-        match h.kind() {
-            Some(ObjectType::Tree) => {
-                let sub = repo.find_tree(h.id()).ok()?;
-                deleted_tree(repo, &[path.as_slice(), b"/"].concat(), &sub, st)?;
-            }
-            Some(ObjectType::Commit) => {
-                st.defer.insert(path);
-            }
-            _ => st.add(&path, Status::INDEX_DELETED),
+        if !seen.contains(h.name_bytes()) {
+            deleted(repo, prefix, &h, st)?;
         }
     }
     Some(())
 }
 
-/// Every file of a HEAD folder the index no longer has: deleted from the index.
-fn deleted_tree(
+/// HEAD's entry `h` in folder `prefix`, which the index no longer has: deleted from the index
+/// (every file of it, for a folder; libgit2 decides a submodule).
+fn deleted(
     repo: &Repository,
     prefix: &[u8],
-    tree: &Tree<'_>,
+    h: &git2::TreeEntry<'_>,
     st: &mut Statuses,
 ) -> Option<()> {
-    for h in tree.iter() {
-        let path = [prefix, h.name_bytes()].concat();
-        match h.kind() {
-            Some(ObjectType::Tree) => {
-                let sub = repo.find_tree(h.id()).ok()?;
-                deleted_tree(repo, &[path.as_slice(), b"/"].concat(), &sub, st)?;
+    let path = [prefix, h.name_bytes()].concat();
+    match h.kind() {
+        Some(ObjectType::Tree) => {
+            let sub = repo.find_tree(h.id()).ok()?;
+            let sub_prefix = [path.as_slice(), b"/"].concat();
+            for child in sub.iter() {
+                deleted(repo, &sub_prefix, &child, st)?;
             }
-            Some(ObjectType::Commit) => {
-                st.defer.insert(path);
-            }
-            _ => st.add(&path, Status::INDEX_DELETED),
         }
+        Some(ObjectType::Commit) => {
+            st.defer.insert(path);
+        }
+        _ => st.add(&path, Status::INDEX_DELETED),
     }
     Some(())
 }

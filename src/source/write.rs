@@ -3,8 +3,10 @@
 //! libgit2's checkout reads the whole index before it writes a single file, which on a large
 //! tree costs more than everything else `apply` does for a small bundle. When the paths need
 //! nothing a checkout knows better (a smudge filter, a folder where a file goes, a submodule),
-//! pinstack writes them itself: each file to a temporary name beside it, then renamed over,
-//! so a file is always either its old or its new content.
+//! pinstack writes them itself: each file completely under a temporary name beside it, the old
+//! file removed, the new one renamed into its place. A kill leaves every path at its old
+//! content, its new content, or missing with its new content complete under the temporary
+//! name; the journal's recovery (`record::undo_own_work`) accepts all three as pinstack's own.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -14,6 +16,7 @@ use git2::{ObjectType, Repository, Tree};
 
 use super::SourceError;
 use super::worktree::WorkFiles;
+use crate::fsutil::remove_file_if_present;
 use crate::git::local;
 
 /// Writes `expected`'s blob at each of `paths` and removes the paths it lacks, calling
@@ -51,15 +54,7 @@ pub fn write_paths(
     // Removals first: a file may give way to a folder of the same name.
     let mut done = 0;
     for (_, target, _) in plan.iter().filter(|(_, _, b)| b.is_none()) {
-        match std::fs::remove_file(target) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(SourceError::Io {
-                    path: target.clone(),
-                    source: e,
-                });
-            }
-            _ => {}
-        }
+        remove_file_if_present(target).map_err(SourceError::io(target))?;
         remove_empty_parents(workdir, target);
         done += 1;
         progress(done);
@@ -102,10 +97,7 @@ fn write_one(target: &Path, content: &[u8], mode: i32, n: usize) -> std::io::Res
         let mut f = open_new(&temp, mode == 0o100755)?;
         f.write_all(content)?;
     }
-    match std::fs::remove_file(target) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
+    remove_file_if_present(target)?;
     crate::fault::point("apply-replace", n);
     std::fs::rename(&temp, target).inspect_err(|_| {
         let _ = std::fs::remove_file(&temp);
