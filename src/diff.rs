@@ -82,11 +82,22 @@ pub struct Hunk {
     pub new_lines: usize,
     /// The `@@ ... @@` line without its newline.
     pub header: String,
-    /// Lines relative to the file section's body: tag (b' ', b'-', b'+') and the text range
-    /// without the tag and without the newline.
-    lines: Vec<(u8, Range<usize>)>,
+    /// The hunk's lines, relative to the file section's body.
+    lines: Vec<HunkLine>,
     pub added: usize,
     pub removed: usize,
+}
+
+/// One line of a hunk.
+#[derive(Debug, Clone)]
+struct HunkLine {
+    /// `b' '`, `b'-'` or `b'+'`.
+    tag: u8,
+    /// The text without the tag and without its line ending.
+    text: Range<usize>,
+    /// Where the line's bytes in the file end: after its line ending, or at the end of its text
+    /// when a `\ No newline at end of file` follows it.
+    end: usize,
 }
 
 impl FilePatch {
@@ -126,9 +137,31 @@ impl Hunk {
         let body = &patch.raw[file.body.clone()];
         self.lines
             .iter()
-            .filter(|(tag, _)| *tag != skip)
-            .map(|(_, r)| &body[r.clone()])
+            .filter(|l| l.tag != skip)
+            .map(|l| &body[l.text.clone()])
             .collect()
+    }
+
+    /// The lines the hunk expects and the lines it leaves, byte for byte as they are in the
+    /// file: each with its line ending (`\r\n` included), except a last line the diff marks as
+    /// having none.
+    pub fn exact_images<'a>(
+        &'a self,
+        patch: &'a Patch,
+        file: &FilePatch,
+    ) -> (Vec<&'a [u8]>, Vec<&'a [u8]>) {
+        let body = &patch.raw[file.body.clone()];
+        let (mut pre, mut post) = (Vec::new(), Vec::new());
+        for l in &self.lines {
+            let bytes = &body[l.text.start..l.end];
+            if l.tag != b'+' {
+                pre.push(bytes);
+            }
+            if l.tag != b'-' {
+                post.push(bytes);
+            }
+        }
+        (pre, post)
     }
 }
 
@@ -759,6 +792,7 @@ impl<'a> Parser<'a> {
                     added += 1;
                 }
                 b'\\' => {
+                    no_newline(&mut lines);
                     self.at += 1;
                     continue;
                 }
@@ -772,10 +806,12 @@ impl<'a> Parser<'a> {
                     ));
                 }
             }
-            lines.push((tag, text));
+            let end = range.end - body_start;
+            lines.push(HunkLine { tag, text, end });
             self.at += 1;
         }
         while self.at < self.lines.len() && self.line(self.at).starts_with(b"\\") {
+            no_newline(&mut lines);
             self.at += 1;
         }
         Ok(Hunk {
@@ -788,6 +824,15 @@ impl<'a> Parser<'a> {
             added,
             removed,
         })
+    }
+}
+
+/// A `\\ No newline at end of file` marker: the line before it ends without its newline.
+fn no_newline(lines: &mut [HunkLine]) {
+    if let Some(last) = lines.last_mut()
+        && last.end > last.text.end
+    {
+        last.end -= 1;
     }
 }
 

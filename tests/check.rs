@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{Bundle, Fixture, Pin, Upstream, numbered, parse_xml, snapshot};
+use crate::harness::{Bundle, Fixture, Pin, Upstream, git_ok, numbered, parse_xml, snapshot};
 
 /// An upstream with `file.txt`; `base` is the commit the bundle was made on, `fixed` the commit
 /// that holds the bundle's change (line 20 edited).
@@ -145,32 +145,115 @@ fn context_changed_around_the_hunk() {
     assert!(detail.contains("line 18"), "{detail}");
 }
 
-#[test]
-fn the_failing_hunk_is_named() {
+/// A bundle made on `base` (files written by `base`, changed by `bundle`), checked on a pin
+/// made from `base` by `pin`. Returns the fixture, the upstream, the pin, the diff and the
+/// bundle's result (the check exits 1).
+fn checked_on_a_moved_pin(
+    base: impl Fn(&Upstream),
+    bundle: impl Fn(&Upstream),
+    pin: impl Fn(&Upstream),
+) -> (Fixture, Upstream, String, Vec<u8>, Value) {
     let fx = Fixture::new();
     let up = fx.upstream("app");
-    up.write("f.txt", numbered("l", 60));
-    let base = up.commit("base");
-    up.write(
-        "f.txt",
-        numbered("l", 60)
-            .replace("l 5\n", "l 5 one\n")
-            .replace("l 30\n", "l 30 two\n")
-            .replace("l 55\n", "l 55 three\n"),
-    );
-    let tip = up.commit("three hunks");
-    let b = fx.bundle("three", &up.diff(&base, &tip));
-    up.restore(&base);
-    up.write(
-        "f.txt",
-        numbered("l", 60).replace("l 31\n", "l 31 moved on\n"),
-    );
-    let pin = up.commit("upstream edits near hunk 2");
+    base(&up);
+    let made_on = up.commit("base");
+    bundle(&up);
+    let tip = up.commit("the bundle's change");
+    let diff = up.diff(&made_on, &tip);
+    let b = fx.bundle("moved", &diff);
+    up.restore(&made_on);
+    pin(&up);
+    let pin = up.commit("upstream moved on");
     fx.pins(&[Pin::new("app", &up, &pin).patch(b.entry())]);
     let v = fx.json(&["check"], 1);
-    let r = &v["repos"][0]["bundles"][0];
-    assert_failure(r, "context", "f.txt", Some(2));
+    let result = v["repos"][0]["bundles"][0].clone();
+    (fx, up, pin, diff, result)
+}
+
+#[test]
+fn the_failing_hunk_is_named() {
+    let (.., r) = checked_on_a_moved_pin(
+        |up| {
+            up.write("f.txt", numbered("l", 60));
+        },
+        |up| {
+            let text = numbered("l", 60)
+                .replace("l 5\n", "l 5 one\n")
+                .replace("l 30\n", "l 30 two\n")
+                .replace("l 55\n", "l 55 three\n");
+            up.write("f.txt", text);
+        },
+        |up| {
+            up.write(
+                "f.txt",
+                numbered("l", 60).replace("l 31\n", "l 31 moved on\n"),
+            );
+        },
+    );
+    assert_failure(&r, "context", "f.txt", Some(2));
     assert!(r["detail"].as_str().unwrap().contains("hunk 2"), "{r:#}");
+}
+
+#[test]
+fn every_hunk_applies_but_the_file_is_not_the_bundles_preimage() {
+    // The pin differs from the bundle's base only far from the hunk: every hunk applies, and
+    // only the blob id on the bundle's `index` line shows the file is not the one it was made
+    // from.
+    let s = scenario();
+    let pin = s.commit_from_base(|up| {
+        up.write(
+            "file.txt",
+            numbered("line", 30).replace("line 2\n", "line 2 edited upstream\n"),
+        );
+    });
+    let b = s.check_at(&pin, 1);
+    assert_failure(&b, "postimage", "file.txt", None);
+    let detail = b["detail"].as_str().unwrap();
+    assert!(detail.contains("index line"), "{detail}");
+    // git applies it (with no fuzz needed); pinstack refuses to call the result pin + bundle.
+    let clone = s.fx.clone_at(&s.up, &pin, "git-side");
+    s.fx.git_apply(&clone, &s.diff, &["--check"]);
+}
+
+#[test]
+fn a_deletion_of_a_file_that_changed_at_the_pin_does_not_apply() {
+    let (fx, up, pin, diff, r) = checked_on_a_moved_pin(
+        |up| {
+            up.write("gone.txt", numbered("g", 5))
+                .write("keep.txt", "k\n");
+        },
+        |up| {
+            up.remove("gone.txt");
+        },
+        |up| {
+            up.write("gone.txt", numbered("g", 6));
+        },
+    );
+    assert_eq!(r["status"], "does_not_apply", "{r:#}");
+    // git refuses it too.
+    let clone = fx.clone_at(&up, &pin, "git-side");
+    let file = fx.write("delete.diff", diff);
+    assert!(!git_ok(
+        &clone,
+        &["apply", "--check", &file.display().to_string()]
+    ));
+}
+
+#[test]
+fn a_file_where_the_pin_has_a_folder_does_not_apply() {
+    let (.., r) = checked_on_a_moved_pin(
+        |up| {
+            up.write("a.txt", "a\n");
+        },
+        |up| {
+            up.write("thing", "a file\n");
+        },
+        |up| {
+            up.write("thing/inside.txt", "x\n");
+        },
+    );
+    assert_eq!(r["status"], "does_not_apply", "{r:#}");
+    assert!(r["detail"].as_str().unwrap().contains("thing"), "{r:#}");
 }
 
 /// An upstream with `sub/pkg/mod.py` (and a root `src/app.py`), and diffs of both.

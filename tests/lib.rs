@@ -14,6 +14,7 @@ mod fetch;
 mod hostile;
 mod install;
 mod lock;
+mod patching;
 mod pins;
 mod project;
 mod properties;

@@ -6,6 +6,7 @@ mod capture;
 mod check;
 mod fetch;
 mod index_file;
+mod patched;
 mod record;
 mod rescue;
 mod scan;

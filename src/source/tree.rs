@@ -6,6 +6,7 @@ use std::path::Path;
 use git2::build::TreeUpdateBuilder;
 use git2::{Diff, FileMode, ObjectType, Oid, Repository, Tree, TreeWalkMode, TreeWalkResult};
 
+use super::patched::PatchedTree;
 use crate::diff::{Change, FilePatch, Hunk, Patch};
 
 /// What kind of problem a failed bundle has.
@@ -29,7 +30,7 @@ pub enum Diagnosis {
     Postimage,
     /// The bundle writes through a symbolic link.
     Symlink,
-    /// libgit2 refused it for a reason the analysis above did not find.
+    /// It does not apply for a reason the analysis above did not find.
     Other,
 }
 
@@ -61,9 +62,26 @@ pub struct Failure {
     pub detail: String,
 }
 
-/// Applies a diff onto `base` in memory; returns the resulting tree id.
+/// Applies a diff onto `base` in memory; returns the resulting tree, written to the
+/// repository's object store (its in-memory one, when there is one).
 pub fn apply_patch(repo: &Repository, base: &Tree<'_>, patch: &Patch) -> Result<Oid, Failure> {
-    check_symlinks(base, patch)?;
+    let mut patched = PatchedTree::new(repo, base.clone());
+    patched.apply(patch)?;
+    patched.write().map(|t| t.id()).map_err(|e| Failure {
+        diagnosis: Diagnosis::Other,
+        file: None,
+        hunk: None,
+        detail: e.message().to_owned(),
+    })
+}
+
+/// Applies a diff onto `base` with libgit2's in-memory apply, for what pinstack does not apply
+/// itself (binary patches, submodules); returns the resulting tree id.
+pub(super) fn apply_with_libgit2(
+    repo: &Repository,
+    base: &Tree<'_>,
+    patch: &Patch,
+) -> Result<Oid, Failure> {
     let paths: Vec<&str> = patch
         .files
         .iter()
@@ -166,23 +184,29 @@ fn check_postimages(tree: &Tree<'_>, patch: &Patch) -> Result<(), Failure> {
             .map(|e| e.id().to_string())
             .unwrap_or_default();
         if !got.starts_with(want.as_str()) {
-            return Err(Failure {
-                diagnosis: Diagnosis::Postimage,
-                file: Some(path.clone()),
-                hunk: None,
-                detail: format!(
-                    "after applying, {path} is blob {} but the bundle's index line says {want}: \
-                     the file at the pin is not the one the bundle was made from",
-                    short(&got)
-                ),
-            });
+            return Err(postimage_failure(path, &got, want));
         }
     }
     Ok(())
 }
 
-/// Refuses writes through a symbolic link, whether the link is in the tree or made by the diff.
-fn check_symlinks(base: &Tree<'_>, patch: &Patch) -> Result<(), Failure> {
+/// The failure of a file whose blob after applying is `got`, not the bundle's `want`.
+pub(super) fn postimage_failure(path: &str, got: &str, want: &str) -> Failure {
+    Failure {
+        diagnosis: Diagnosis::Postimage,
+        file: Some(path.to_owned()),
+        hunk: None,
+        detail: format!(
+            "after applying, {path} is blob {} but the bundle's index line says {want}: the file \
+             at the pin is not the one the bundle was made from",
+            short(got)
+        ),
+    }
+}
+
+/// Refuses writes through a symbolic link, whether the link is in the tree (`is_link`) or made
+/// by the diff.
+pub(super) fn check_symlinks(is_link: &dyn Fn(&str) -> bool, patch: &Patch) -> Result<(), Failure> {
     let created: HashSet<&str> = patch
         .files
         .iter()
@@ -193,10 +217,7 @@ fn check_symlinks(base: &Tree<'_>, patch: &Patch) -> Result<(), Failure> {
         for path in [&file.old_path, &file.new_path].into_iter().flatten() {
             for (i, _) in path.match_indices('/') {
                 let parent = &path[..i];
-                let in_tree = base
-                    .get_path(Path::new(parent))
-                    .is_ok_and(|e| e.filemode() == 0o120000);
-                if in_tree || created.contains(parent) {
+                if is_link(parent) || created.contains(parent) {
                     return Err(Failure {
                         diagnosis: Diagnosis::Symlink,
                         file: Some(path.clone()),
@@ -212,7 +233,9 @@ fn check_symlinks(base: &Tree<'_>, patch: &Patch) -> Result<(), Failure> {
     Ok(())
 }
 
-fn diagnose(repo: &Repository, base: &Tree<'_>, patch: &Patch, libgit2: &str) -> Failure {
+/// Why `patch` does not apply to `base`; `reason` is what the apply said, used when nothing
+/// more precise is found.
+pub(super) fn diagnose(repo: &Repository, base: &Tree<'_>, patch: &Patch, reason: &str) -> Failure {
     let fail = |diagnosis, file: &FilePatch, hunk, detail| Failure {
         diagnosis,
         file: Some(file.path().to_owned()),
@@ -280,7 +303,7 @@ fn diagnose(repo: &Repository, base: &Tree<'_>, patch: &Patch, libgit2: &str) ->
         diagnosis: Diagnosis::Other,
         file: None,
         hunk: None,
-        detail: format!("libgit2 refused the bundle: {libgit2}"),
+        detail: format!("the bundle does not apply: {reason}"),
     }
 }
 

@@ -1,0 +1,609 @@
+//! A tree as bundles leave it, computed in memory: the base tree plus the files the bundles
+//! change, with the tree id git would give it, and nothing written to any object store until a
+//! caller asks for real objects.
+//!
+//! Text hunks are applied here, the way libgit2 and `git apply` without fuzz apply them: each
+//! hunk at exactly the line its header names (counted in the file as the earlier hunks left
+//! it), its context and removed lines compared byte for byte, line endings included. Beyond
+//! libgit2, as git does: a new file must not exist yet, a deleted file must be empty once its
+//! hunks are taken out, a section without a mode keeps the file's mode. Bundles holding a
+//! binary patch or a submodule change are handed to libgit2's in-memory apply instead.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
+use git2::{ObjectType, Oid, Repository, Tree};
+
+use super::tree::{self, Diagnosis, Failure};
+use crate::diff::{Change, FilePatch, Patch};
+
+/// A file's entry: blob id and mode (`0o100644`, `0o100755` or `0o120000`).
+pub type Entry = (Oid, i32);
+
+const TREE_MODE: i32 = 0o040000;
+const SUBMODULE_MODE: u32 = 0o160000;
+
+/// A base tree with changed files laid over it.
+pub struct PatchedTree<'r> {
+    repo: &'r Repository,
+    base: Folders<'r>,
+    /// Every path a bundle touched: its entry now, `None` when removed.
+    changes: BTreeMap<String, Option<Entry>>,
+    /// The bytes of every blob the bundles made.
+    blobs: HashMap<Oid, Vec<u8>>,
+}
+
+/// A tree's folders, each read once: libgit2 keeps no tree larger than 4 KiB in its object
+/// cache, so looking up paths one by one would inflate the top folders again for every path.
+struct Folders<'r> {
+    repo: &'r Repository,
+    root: Tree<'r>,
+    read: RefCell<HashMap<String, Option<Tree<'r>>>>,
+}
+
+impl<'r> Folders<'r> {
+    fn new(repo: &'r Repository, root: Tree<'r>) -> Self {
+        Folders {
+            repo,
+            root,
+            read: RefCell::default(),
+        }
+    }
+
+    /// The folder at `path` (`""` for the root), `None` when there is no folder there.
+    fn folder(&self, path: &str) -> Option<Tree<'r>> {
+        if path.is_empty() {
+            return Some(self.root.clone());
+        }
+        if let Some(known) = self.read.borrow().get(path) {
+            return known.clone();
+        }
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let folder = self.folder(parent).and_then(|p| {
+            let e = p.get_name(name)?;
+            (e.kind() == Some(ObjectType::Tree))
+                .then(|| self.repo.find_tree(e.id()).ok())
+                .flatten()
+        });
+        self.read
+            .borrow_mut()
+            .insert(path.to_owned(), folder.clone());
+        folder
+    }
+
+    /// The entry of the file at `path`, `None` when there is no file there.
+    fn entry(&self, path: &str) -> Option<Entry> {
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let folder = self.folder(parent)?;
+        let e = folder.get_name(name)?;
+        (e.kind() == Some(ObjectType::Blob)).then(|| (e.id(), e.filemode()))
+    }
+}
+
+/// Where the objects of a built tree go.
+type WriteObject<'a> = dyn FnMut(ObjectType, &[u8]) -> Result<(), git2::Error> + 'a;
+
+/// The entries of one folder being rebuilt, by name.
+#[derive(Default)]
+struct Folder<'p> {
+    files: BTreeMap<&'p str, Option<Entry>>,
+    folders: BTreeMap<&'p str, Folder<'p>>,
+}
+
+impl<'r> PatchedTree<'r> {
+    /// `base` with nothing changed.
+    pub fn new(repo: &'r Repository, base: Tree<'r>) -> Self {
+        PatchedTree {
+            repo,
+            base: Folders::new(repo, base),
+            changes: BTreeMap::new(),
+            blobs: HashMap::new(),
+        }
+    }
+
+    /// The id of the tree the changes are laid over.
+    pub fn base_id(&self) -> Oid {
+        self.base.root.id()
+    }
+
+    /// The entry of the file at `path` now; `None` when there is no file there.
+    pub fn entry(&self, path: &str) -> Option<Entry> {
+        match self.changes.get(path) {
+            Some(e) => *e,
+            None => self.base.entry(path),
+        }
+    }
+
+    /// Applies one bundle's diff and returns the tree id it leaves. On failure nothing changes,
+    /// and the failure says why, down to the file and hunk.
+    pub fn apply(&mut self, patch: &Patch) -> Result<Oid, Failure> {
+        tree::check_symlinks(
+            &|p| self.entry(p).is_some_and(|(_, m)| m == 0o120000),
+            patch,
+        )?;
+        if needs_libgit2(patch) {
+            self.apply_with_libgit2(patch)?;
+            return self.tree_id().map_err(other);
+        }
+        let mut step = Step {
+            tree: self,
+            read: self.read_sources(patch).map_err(other)?,
+            changes: BTreeMap::new(),
+            contents: Vec::new(),
+            made: Vec::new(),
+        };
+        if let Err(reason) = patch
+            .files
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, file)| step.file(patch, i, file))
+        {
+            return Err(self.diagnose(patch, &reason));
+        }
+        let Step {
+            changes,
+            contents,
+            made,
+            ..
+        } = step;
+        // Each new file's blob id, hashed on every core; then each checked against the
+        // post-image the bundle's `index` line names.
+        let ids = in_parallel(&contents, |chunk| {
+            chunk
+                .iter()
+                .map(|c| Oid::hash_object(ObjectType::Blob, c))
+                .collect::<Result<Vec<Oid>, git2::Error>>()
+        })
+        .map_err(|e| other(e.message().to_owned()))?;
+        for &(section, content) in &made {
+            let file = &patch.files[section];
+            if let Some(want) = &file.new_id
+                && !ids[content].to_string().starts_with(want.as_str())
+            {
+                return Err(tree::postimage_failure(
+                    file.path(),
+                    &ids[content].to_string(),
+                    want,
+                ));
+            }
+        }
+        let before = self.changes.clone();
+        for (path, change) in changes {
+            let entry = change.map(|(content, mode)| (ids[content], mode));
+            self.changes.insert(path, entry);
+        }
+        match self.tree_id() {
+            Ok(id) => {
+                self.blobs.extend(ids.into_iter().zip(contents));
+                Ok(id)
+            }
+            Err(reason) => {
+                // A file where a folder is (or the reverse) shows only when the tree is built.
+                self.changes = before;
+                Err(other(format!("the bundle does not apply: {reason}")))
+            }
+        }
+    }
+
+    /// The entries and contents of the files a bundle reads (what its sections change, rename
+    /// or copy), as they are before it; read on every core when there are many.
+    fn read_sources(&self, patch: &Patch) -> Result<HashMap<String, Source>, String> {
+        let mut paths: Vec<&str> = patch
+            .files
+            .iter()
+            .filter_map(|f| f.old_path.as_deref())
+            .collect();
+        paths.sort_unstable();
+        paths.dedup();
+        let (known, unread): (Vec<&str>, Vec<&str>) = paths
+            .into_iter()
+            .partition(|p| self.changes.contains_key(*p));
+        let mut sources: HashMap<String, Source> = known
+            .into_iter()
+            .map(|p| {
+                let entry = self.changes[p];
+                let content = entry.and_then(|(id, _)| self.blobs.get(&id).cloned());
+                (p.to_owned(), (entry, content))
+            })
+            .collect();
+        let read_one =
+            |repo: &Repository, folders: &Folders<'_>, path: &str| -> Result<Source, String> {
+                let Some((id, mode)) = folders.entry(path) else {
+                    return Ok((None, None));
+                };
+                let blob = repo
+                    .find_blob(id)
+                    .map_err(|e| format!("reading {path} ({id}): {}", e.message()))?;
+                Ok((Some((id, mode)), Some(blob.content().to_vec())))
+            };
+        let read = if unread.len() < 2 * PARALLEL_AT_LEAST {
+            unread
+                .iter()
+                .map(|p| read_one(self.repo, &self.base, p))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            // A repository handle is not shared between threads: each opens its own.
+            let (git_dir, base) = (self.repo.path(), self.base.root.id());
+            in_parallel(&unread, |chunk| {
+                let reading = |e: git2::Error| format!("reading the pinned tree: {}", e.message());
+                let repo = Repository::open(git_dir).map_err(reading)?;
+                let folders = Folders::new(&repo, repo.find_tree(base).map_err(reading)?);
+                chunk.iter().map(|p| read_one(&repo, &folders, p)).collect()
+            })?
+        };
+        sources.extend(unread.into_iter().map(str::to_owned).zip(read));
+        Ok(sources)
+    }
+
+    /// The id of the tree as it is now, computed without writing anything.
+    pub fn tree_id(&self) -> Result<Oid, String> {
+        self.build(&mut |_, _| Ok(()))
+    }
+
+    /// Writes the bundles' blobs and every folder they changed into the repository's object
+    /// store (its in-memory one, when there is one), and returns the tree.
+    pub fn write(&self) -> Result<Tree<'r>, git2::Error> {
+        let odb = self.repo.odb()?;
+        let mut written = std::collections::HashSet::new();
+        for (id, _) in self.changes.values().flatten() {
+            if let Some(bytes) = self.blobs.get(id)
+                && written.insert(*id)
+            {
+                odb.write(ObjectType::Blob, bytes)?;
+            }
+        }
+        let id = self
+            .build(&mut |kind, bytes| odb.write(kind, bytes).map(|_| ()))
+            .map_err(|reason| git2::Error::from_str(&reason))?;
+        self.repo.find_tree(id)
+    }
+
+    /// Hashes every changed folder from the bottom up, handing each new tree to `write`.
+    fn build(&self, write: &mut WriteObject<'_>) -> Result<Oid, String> {
+        let mut root = Folder::default();
+        for (path, entry) in &self.changes {
+            let mut folder = &mut root;
+            let mut parts = path.split('/').peekable();
+            while let Some(part) = parts.next() {
+                if parts.peek().is_none() {
+                    folder.files.insert(part, *entry);
+                } else {
+                    folder = folder.folders.entry(part).or_default();
+                }
+            }
+        }
+        let id = self.build_folder("", Some(self.base.root.clone()), &root, write)?;
+        match id {
+            Some(id) => Ok(id),
+            None => {
+                let empty = tree_bytes(&BTreeMap::new());
+                write(ObjectType::Tree, &empty).map_err(|e| e.message().to_owned())?;
+                Oid::hash_object(ObjectType::Tree, &empty).map_err(|e| e.message().to_owned())
+            }
+        }
+    }
+
+    fn build_folder(
+        &self,
+        prefix: &str,
+        base: Option<Tree<'r>>,
+        folder: &Folder<'_>,
+        write: &mut WriteObject<'_>,
+    ) -> Result<Option<Oid>, String> {
+        let mut entries: BTreeMap<Vec<u8>, Entry> = base
+            .iter()
+            .flat_map(|t| t.iter())
+            .map(|e| (e.name_bytes().to_vec(), (e.id(), e.filemode())))
+            .collect();
+        for (name, sub) in &folder.folders {
+            let path = format!("{prefix}{name}");
+            let below = match entries.get(name.as_bytes()) {
+                Some((id, TREE_MODE)) => Some(
+                    self.base
+                        .folder(&path)
+                        .ok_or_else(|| format!("reading folder {path} ({id})"))?,
+                ),
+                Some(_) if folder.files.get(name) != Some(&None) => {
+                    return Err(format!("{path} is a file in the tree, not a folder"));
+                }
+                _ => None,
+            };
+            match self.build_folder(&format!("{path}/"), below, sub, write)? {
+                Some(id) => entries.insert(name.as_bytes().to_vec(), (id, TREE_MODE)),
+                None => entries.remove(name.as_bytes()),
+            };
+        }
+        for (name, entry) in &folder.files {
+            let key = name.as_bytes();
+            let is_folder = entries.get(key).is_some_and(|(_, m)| *m == TREE_MODE);
+            match entry {
+                Some(_) if is_folder => {
+                    return Err(format!(
+                        "{prefix}{name} is a folder in the tree, not a file"
+                    ));
+                }
+                Some(e) => {
+                    entries.insert(key.to_vec(), *e);
+                }
+                None if !is_folder => {
+                    entries.remove(key);
+                }
+                None => {}
+            }
+        }
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let bytes = tree_bytes(&entries);
+        write(ObjectType::Tree, &bytes).map_err(|e| e.message().to_owned())?;
+        Oid::hash_object(ObjectType::Tree, &bytes)
+            .map(Some)
+            .map_err(|e| e.message().to_owned())
+    }
+
+    /// libgit2's apply, for what pinstack does not apply itself: the tree so far is written,
+    /// libgit2 applies the bundle to it, and the paths the bundle touched are read back.
+    fn apply_with_libgit2(&mut self, patch: &Patch) -> Result<(), Failure> {
+        let now = self.write().map_err(|e| other(e.message().to_owned()))?;
+        let after = tree::apply_with_libgit2(self.repo, &now, patch)?;
+        let after = self
+            .repo
+            .find_tree(after)
+            .map_err(|e| other(e.message().to_owned()))?;
+        for file in &patch.files {
+            for path in [&file.old_path, &file.new_path].into_iter().flatten() {
+                let entry = super::worktree::entry(&after, path);
+                if let Some((id, _)) = entry
+                    && !self.blobs.contains_key(&id)
+                    && let Ok(blob) = self.repo.find_blob(id)
+                {
+                    self.blobs.insert(id, blob.content().to_vec());
+                }
+                self.changes.insert(path.clone(), entry);
+            }
+        }
+        Ok(())
+    }
+
+    /// Explains a failed bundle against the tree as it was before it.
+    fn diagnose(&self, patch: &Patch, reason: &str) -> Failure {
+        match self.write() {
+            Ok(before) => tree::diagnose(self.repo, &before, patch, reason),
+            Err(e) => other(format!("{reason} ({})", e.message())),
+        }
+    }
+}
+
+/// A file as a bundle finds it: its entry, and its content when it is a file.
+type Source = (Option<Entry>, Option<Vec<u8>>);
+
+/// One bundle being applied: its changes are kept apart until every file of it applies.
+struct Step<'t, 'r> {
+    tree: &'t PatchedTree<'r>,
+    /// The files the bundle reads, as they were before it.
+    read: HashMap<String, Source>,
+    /// Every path the bundle changed so far: its new content (an index into `contents`) and
+    /// mode, or `None` when removed.
+    changes: BTreeMap<String, Option<(usize, i32)>>,
+    contents: Vec<Vec<u8>>,
+    /// Which section made which content.
+    made: Vec<(usize, usize)>,
+}
+
+/// A file in the middle of a bundle: as it was before the bundle, or as an earlier section of
+/// the bundle left it.
+enum Now<'s> {
+    Before(Entry, &'s [u8]),
+    Changed(usize, i32),
+}
+
+impl Step<'_, '_> {
+    /// The file at `path` before the bundle.
+    fn before(&self, path: &str) -> Result<Option<Now<'_>>, String> {
+        match self.read.get(path) {
+            Some((Some(entry), Some(content))) => Ok(Some(Now::Before(*entry, content))),
+            Some(_) => Ok(None),
+            // Only an added file is not read ahead; whether it exists is all that matters.
+            None => Ok(self.tree.entry(path).map(|e| Now::Before(e, &[]))),
+        }
+    }
+
+    /// The file at `path` now.
+    fn now(&self, path: &str) -> Result<Option<Now<'_>>, String> {
+        match self.changes.get(path) {
+            Some(Some((content, mode))) => Ok(Some(Now::Changed(*content, *mode))),
+            Some(None) => Ok(None),
+            None => self.before(path),
+        }
+    }
+
+    /// Applies section number `section`; the error is a short reason for [`tree::diagnose`].
+    fn file(&mut self, patch: &Patch, section: usize, file: &FilePatch) -> Result<(), String> {
+        let path = file.path();
+        let missing = |old: &str| format!("{old} does not exist");
+        let old = match (file.change, &file.old_path) {
+            (Change::Added, _) => {
+                if self.now(path)?.is_some() {
+                    return Err(format!("{path} already exists"));
+                }
+                None
+            }
+            // A rename or copy takes its source as it was before the bundle, even when an
+            // earlier section changed it (as git does: `git diff -C` lists a copy of a file
+            // after the file's own change).
+            (Change::Renamed | Change::Copied, Some(old)) => {
+                Some(self.before(old)?.ok_or_else(|| missing(old))?)
+            }
+            (_, Some(old)) => Some(self.now(old)?.ok_or_else(|| missing(old))?),
+            (_, None) => return Err(format!("{path}: the section names no old path")),
+        };
+        let (before, old_mode): (&[u8], Option<i32>) = match &old {
+            Some(Now::Before((_, mode), content)) => (content, Some(*mode)),
+            Some(Now::Changed(content, mode)) => (&self.contents[*content], Some(*mode)),
+            None => (&[], None),
+        };
+        let after = apply_hunks(before, patch, file)
+            .map_err(|n| format!("hunk {n} of {path} does not apply"))?;
+        if file.change == Change::Deleted {
+            if !after.is_empty() {
+                return Err(format!("removing {path} leaves content behind"));
+            }
+            self.changes.insert(path.to_owned(), None);
+            return Ok(());
+        }
+        let mode = file
+            .new_mode
+            .map(|m| m as i32)
+            .or(old_mode)
+            .unwrap_or(0o100644);
+        if file.change == Change::Renamed
+            && let Some(old) = &file.old_path
+        {
+            self.changes.insert(old.clone(), None);
+        }
+        self.contents.push(after);
+        let content = self.contents.len() - 1;
+        self.made.push((section, content));
+        self.changes.insert(path.to_owned(), Some((content, mode)));
+        Ok(())
+    }
+}
+
+/// The fewest items worth a thread of their own.
+const PARALLEL_AT_LEAST: usize = 64;
+
+/// Runs `work` over `items` in chunks, one per core (one chunk only when there are few), and
+/// returns the results in order.
+fn in_parallel<T: Sync, R: Send, E: Send>(
+    items: &[T],
+    work: impl Fn(&[T]) -> Result<Vec<R>, E> + Sync,
+) -> Result<Vec<R>, E> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let threads = cores.min(items.len() / PARALLEL_AT_LEAST).max(1);
+    if threads == 1 {
+        return work(items);
+    }
+    let size = items.len().div_ceil(threads);
+    let results: Vec<Result<Vec<R>, E>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(size)
+            .map(|chunk| scope.spawn(|| work(chunk)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+/// Applies a file section's hunks to `content`; the error is the 1-based number of the hunk
+/// that does not apply.
+fn apply_hunks(content: &[u8], patch: &Patch, file: &FilePatch) -> Result<Vec<u8>, usize> {
+    if file.hunks.is_empty() {
+        return Ok(content.to_vec());
+    }
+    let mut input: Vec<&[u8]> = content.split_inclusive(|&b| b == b'\n').collect();
+    let mut at = 0;
+    let mut out: Vec<&[u8]> = Vec::with_capacity(input.len() + 8);
+    for (n, hunk) in file.hunks.iter().enumerate() {
+        let (pre, post) = hunk.exact_images(patch, file);
+        let size = out.len() + input.len() - at;
+        let line = hunk.new_start.saturating_sub(1).min(size);
+        if line < out.len() {
+            // A hunk before the end of the last one (only a hand-made diff does this): go on
+            // from the image as it is now.
+            let mut image = std::mem::take(&mut out);
+            image.extend_from_slice(&input[at..]);
+            input = image;
+            at = 0;
+        }
+        let skip = line - out.len();
+        out.extend_from_slice(&input[at..at + skip]);
+        at += skip;
+        if input.len() - at < pre.len() || input[at..at + pre.len()] != pre[..] {
+            return Err(n + 1);
+        }
+        at += pre.len();
+        out.extend_from_slice(&post);
+    }
+    out.extend_from_slice(&input[at..]);
+    Ok(out.concat())
+}
+
+/// A bundle holding a binary patch or a submodule change goes to libgit2.
+fn needs_libgit2(patch: &Patch) -> bool {
+    patch.files.iter().any(|f| {
+        f.binary || f.old_mode == Some(SUBMODULE_MODE) || f.new_mode == Some(SUBMODULE_MODE)
+    })
+}
+
+/// A tree object's bytes, its entries in git's order (a folder sorts as if its name ended in
+/// `/`).
+fn tree_bytes(entries: &BTreeMap<Vec<u8>, Entry>) -> Vec<u8> {
+    let mut sorted: Vec<(&Vec<u8>, &Entry)> = entries.iter().collect();
+    let key = |name: &[u8], mode: i32| {
+        let mut k = name.to_vec();
+        if mode == TREE_MODE {
+            k.push(b'/');
+        }
+        k
+    };
+    sorted.sort_by_cached_key(|(name, (_, mode))| key(name, *mode));
+    let mut bytes = Vec::with_capacity(entries.len() * 40);
+    for (name, (id, mode)) in sorted {
+        bytes.extend_from_slice(format!("{mode:o} ").as_bytes());
+        bytes.extend_from_slice(name);
+        bytes.push(0);
+        bytes.extend_from_slice(id.as_bytes());
+    }
+    bytes
+}
+
+fn other(detail: String) -> Failure {
+    Failure {
+        diagnosis: Diagnosis::Other,
+        file: None,
+        hunk: None,
+        detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder sorts as if its name ended in `/`: `a.txt` and `a-b` before folder `a`, `a0`
+    /// after it. libgit2's tree builder is the oracle.
+    #[test]
+    fn tree_bytes_orders_entries_as_git_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let blob = repo.blob(b"x\n").unwrap();
+        let sub = {
+            let mut b = repo.treebuilder(None).unwrap();
+            b.insert("f", blob, 0o100644).unwrap();
+            b.write().unwrap()
+        };
+        let names: [(&str, Oid, i32); 5] = [
+            ("a", sub, TREE_MODE),
+            ("a.txt", blob, 0o100644),
+            ("a-b", blob, 0o100755),
+            ("a0", blob, 0o120000),
+            ("b", sub, TREE_MODE),
+        ];
+        let mut oracle = repo.treebuilder(None).unwrap();
+        let mut entries = BTreeMap::new();
+        for (name, id, mode) in names {
+            oracle.insert(name, id, mode).unwrap();
+            entries.insert(name.as_bytes().to_vec(), (id, mode));
+        }
+        let want = oracle.write().unwrap();
+        let got = Oid::hash_object(ObjectType::Tree, &tree_bytes(&entries)).unwrap();
+        assert_eq!(got, want);
+    }
+}

@@ -1,0 +1,294 @@
+//! pinstack's own patch engine against git: random trees and random edits, turned into diffs by
+//! `git diff` with several context sizes and rename and copy detection, must give exactly the
+//! tree git gives, through `check` and through `apply`; applied where the pin has moved, a
+//! bundle pinstack accepts must be one `git apply` accepts, with the same result.
+
+use proptest::prelude::*;
+
+use crate::harness::{Fixture, Pin, Upstream};
+
+/// Paths a case may use: nested folders, a name that is a file in one commit and a folder in
+/// another (`p` and `p/q`), and a name with a space.
+const PATHS: [&str; 8] = [
+    "a.txt",
+    "b.sh",
+    "d/c.txt",
+    "d/e/f.txt",
+    "d/e/g h.txt",
+    "p",
+    "p/q",
+    "z.txt",
+];
+
+/// Few distinct words, so that context lines repeat and a wrong position would still match
+/// somewhere.
+const WORDS: [&str; 5] = ["alpha", "beta", "gamma", "delta", "alpha"];
+
+/// A file's text: its lines (as indexes into `WORDS`), CRLF or LF, and whether the last line
+/// has its newline.
+#[derive(Debug, Clone)]
+struct Text {
+    lines: Vec<usize>,
+    crlf: bool,
+    final_newline: bool,
+}
+
+impl Text {
+    fn bytes(&self) -> Vec<u8> {
+        let end = if self.crlf { "\r\n" } else { "\n" };
+        let mut out = String::new();
+        for (i, w) in self.lines.iter().enumerate() {
+            out.push_str(WORDS[*w]);
+            out.push_str(&i.to_string());
+            if i + 1 < self.lines.len() || self.final_newline {
+                out.push_str(end);
+            }
+        }
+        out.into_bytes()
+    }
+}
+
+fn text() -> impl Strategy<Value = Text> {
+    (
+        prop::collection::vec(0..WORDS.len(), 0..24),
+        prop::bool::weighted(0.15),
+        prop::bool::weighted(0.85),
+    )
+        .prop_map(|(lines, crlf, final_newline)| Text {
+            lines,
+            crlf,
+            final_newline,
+        })
+}
+
+/// What happens to one path between the pin and the bundle's tip.
+#[derive(Debug, Clone)]
+enum Edit {
+    Keep,
+    /// Lines replaced, inserted or removed: (position, new word or none to remove, insert).
+    Lines(Vec<(usize, Option<usize>, bool)>),
+    Rewrite(Text),
+    Remove,
+    ToggleExecutable,
+    /// Moved to `<path>.moved`, with its lines edited too.
+    Move(Vec<(usize, Option<usize>, bool)>),
+    LoseFinalNewline,
+}
+
+fn line_edits() -> impl Strategy<Value = Vec<(usize, Option<usize>, bool)>> {
+    prop::collection::vec(
+        (0..30usize, prop::option::of(0..WORDS.len()), any::<bool>()),
+        1..5,
+    )
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        3 => Just(Edit::Keep),
+        6 => line_edits().prop_map(Edit::Lines),
+        1 => text().prop_map(Edit::Rewrite),
+        1 => Just(Edit::Remove),
+        1 => Just(Edit::ToggleExecutable),
+        1 => line_edits().prop_map(Edit::Move),
+        1 => Just(Edit::LoseFinalNewline),
+    ]
+}
+
+fn edited(text: &Text, edits: &[(usize, Option<usize>, bool)]) -> Text {
+    let mut t = text.clone();
+    for &(at, word, insert) in edits {
+        let at = at % (t.lines.len() + 1);
+        match (word, insert) {
+            (Some(w), true) => t.lines.insert(at, w),
+            (Some(w), false) if at < t.lines.len() => t.lines[at] = w,
+            (None, _) if at < t.lines.len() => {
+                t.lines.remove(at);
+            }
+            _ => t.lines.push(word.unwrap_or(0)),
+        }
+    }
+    t
+}
+
+/// A case: which paths exist at the pin with what text, and what happens to each.
+#[derive(Debug, Clone)]
+struct Case {
+    files: Vec<(usize, Text, Edit)>,
+    /// Files the tip adds: (index into `PATHS`, text).
+    added: Vec<(usize, Text)>,
+    context: u8,
+    detection: &'static str,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        prop::collection::vec((0..PATHS.len(), text(), edit()), 1..7),
+        prop::collection::vec((0..PATHS.len(), text()), 0..3),
+        prop::sample::select(vec![1u8, 2, 3]),
+        prop::sample::select(vec!["-M", "-C", "--no-renames"]),
+    )
+        .prop_map(|(files, added, context, detection)| Case {
+            files,
+            added,
+            context,
+            detection,
+        })
+}
+
+/// Writes `path` unless a file or folder in the way makes it impossible.
+fn try_write(up: &Upstream, path: &str, bytes: &[u8]) -> bool {
+    let full = up.path.join(path);
+    let blocked = full.is_dir()
+        || full
+            .ancestors()
+            .skip(1)
+            .take_while(|a| *a != up.path)
+            .any(|a| a.is_file());
+    if blocked {
+        return false;
+    }
+    up.write(path, bytes);
+    true
+}
+
+/// Commits the pin and the tip of a case; returns them.
+fn commit_case(up: &Upstream, case: &Case) -> (String, String) {
+    let mut present: Vec<(&str, Text, &Edit)> = Vec::new();
+    for (i, text, e) in &case.files {
+        let path = PATHS[*i];
+        if present.iter().all(|(p, ..)| *p != path) && try_write(up, path, &text.bytes()) {
+            if path.ends_with(".sh") {
+                up.chmod(path, 0o755);
+            }
+            present.push((path, text.clone(), e));
+        }
+    }
+    let pin = up.commit("pin");
+    for (path, text, e) in &present {
+        match e {
+            Edit::Keep => {}
+            Edit::Lines(l) => {
+                up.write(path, edited(text, l).bytes());
+            }
+            Edit::Rewrite(t) => {
+                up.write(path, t.bytes());
+            }
+            Edit::Remove => {
+                up.remove(path);
+            }
+            Edit::ToggleExecutable => {
+                let mode = if path.ends_with(".sh") { 0o644 } else { 0o755 };
+                up.chmod(path, mode);
+            }
+            Edit::Move(l) => {
+                let to = format!("{path}.moved");
+                up.rename(path, &to).write(&to, edited(text, l).bytes());
+            }
+            Edit::LoseFinalNewline => {
+                let mut t = text.clone();
+                t.final_newline = false;
+                up.write(path, t.bytes());
+            }
+        }
+    }
+    for (i, text) in &case.added {
+        let path = PATHS[*i];
+        if !up.path.join(path).exists() {
+            try_write(up, path, &text.bytes());
+        }
+    }
+    let tip = up.commit("tip");
+    (pin, tip)
+}
+
+fn diff(up: &Upstream, case: &Case, from: &str, to: &str) -> Vec<u8> {
+    let context = format!("-U{}", case.context);
+    crate::harness::git_bytes(
+        &up.path,
+        &["diff", "--binary", &context, case.detection, from, to],
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// A bundle made by `git diff` between two commits gives, applied to the first, exactly
+    /// the second's tree: in `check` (in memory) and in `apply` (on disk), which also compares
+    /// with `git apply` on a clone.
+    #[test]
+    fn a_diff_applied_to_its_base_gives_its_tip(case in case()) {
+        let fx = Fixture::new();
+        let up = fx.upstream("app");
+        let (pin, tip) = commit_case(&up, &case);
+        prop_assume!(up.tree(&pin) != up.tree(&tip));
+        let diff = diff(&up, &case, &pin, &tip);
+        let tree = fx.assert_apply_like_git(&up, &pin, &[(&diff, None)]);
+        prop_assert_eq!(tree, up.tree(&tip), "{}", String::from_utf8_lossy(&diff));
+    }
+
+    /// Where the pin has moved (the bundle was made on another commit), pinstack accepts a
+    /// bundle only if `git apply` does, and then gives the same tree; when it refuses, it says
+    /// which file of the bundle and why.
+    #[test]
+    fn on_a_moved_pin_pinstack_accepts_no_more_than_git(
+        case in case(),
+        drift in prop::collection::vec((0..PATHS.len(), line_edits()), 1..4),
+    ) {
+        let fx = Fixture::new();
+        let up = fx.upstream("app");
+        let (made_on, tip) = commit_case(&up, &case);
+        prop_assume!(up.tree(&made_on) != up.tree(&tip));
+        let diff = diff(&up, &case, &made_on, &tip);
+        // The pin: the bundle's base with lines of some files edited.
+        up.restore(&made_on);
+        for (i, edits) in &drift {
+            let path = up.path.join(PATHS[*i]);
+            if let Ok(bytes) = std::fs::read(&path) {
+                std::fs::write(&path, drifted(&bytes, edits)).unwrap();
+            }
+        }
+        let pin = up.commit("moved pin");
+        let b = fx.bundle("drift", &diff);
+        fx.pins(&[Pin::new("app", &up, &pin).patch(b.entry())]);
+        let out = fx.pinstack_std().args(["check", "--json"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let bundle = &v["repos"][0]["bundles"][0];
+        if bundle["status"] == "ok" {
+            prop_assert_eq!(out.status.code(), Some(0), "{:#}", v);
+            // oracle_tree runs `git apply`, which fails the test if git refuses.
+            let want = fx.oracle_tree(&up, &pin, &[(&diff, None)]);
+            prop_assert_eq!(v["repos"][0]["tree"].as_str(), Some(want.as_str()));
+        } else {
+            prop_assert_eq!(out.status.code(), Some(1), "{:#}", v);
+            prop_assert_eq!(&bundle["status"], "does_not_apply", "{:#}", v);
+            let file = bundle["file"].as_str().unwrap_or_default();
+            let named = PATHS.iter().any(|p| file == *p || file == format!("{p}.moved"));
+            prop_assert!(
+                bundle["diagnosis"] == "other" || named,
+                "the diagnosis names a file: {:#}", v
+            );
+            prop_assert!(!bundle["detail"].as_str().unwrap_or_default().is_empty());
+        }
+    }
+}
+
+/// `bytes` with some lines replaced, inserted or removed.
+fn drifted(bytes: &[u8], edits: &[(usize, Option<usize>, bool)]) -> Vec<u8> {
+    let mut lines: Vec<Vec<u8>> = bytes
+        .split_inclusive(|&b| b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect();
+    for &(at, word, insert) in edits {
+        let at = at % (lines.len() + 1);
+        let new = word.map(|w| format!("{} drifted\n", WORDS[w]).into_bytes());
+        match (new, insert) {
+            (Some(l), true) => lines.insert(at, l),
+            (Some(l), false) if at < lines.len() => lines[at] = l,
+            (None, _) if at < lines.len() => {
+                lines.remove(at);
+            }
+            (l, _) => lines.push(l.unwrap_or_else(|| b"appended\n".to_vec())),
+        }
+    }
+    lines.concat()
+}
