@@ -433,6 +433,35 @@ fn a_drifted_bundle_file_is_refused() {
 }
 
 #[test]
+fn an_ignored_file_where_a_bundle_adds_one_is_refused_and_kept() {
+    // git status does not list ignored files, so only a look at the file itself shows that a
+    // path the bundle creates is taken.
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("a.txt", "a\n");
+    let base = up.commit("base");
+    up.write("notes.txt", "the bundle's notes\n");
+    let tip = up.commit("adds notes");
+    let b = fx.bundle("notes", &up.diff(&base, &tip));
+    fx.pins(&[Pin::new("app", &up, &base).patch(b.entry())]);
+    fx.json(&["fetch"], 0);
+    let checkout = fx.checkout("app");
+    std::fs::write(checkout.join(".git/info/exclude"), "notes.txt\n").unwrap();
+    std::fs::write(checkout.join("notes.txt"), "my own notes\n").unwrap();
+    for args in [&["apply"][..], &["apply", "--force"]] {
+        let out = fx.pinstack_std().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.contains("notes.txt") && err.contains("ignore"), "{err}");
+        // A rescue bundle would not hold an ignored file: even --force leaves it alone.
+        assert_eq!(
+            std::fs::read(checkout.join("notes.txt")).unwrap(),
+            b"my own notes\n"
+        );
+    }
+}
+
+#[test]
 fn force_rescues_local_changes_then_applies() {
     let (fx, up, base, _diff, tree) = applied();
     let checkout = fx.checkout("app");

@@ -2,13 +2,14 @@
 //! checkout gets every file or none; a tree that already holds pin + bundles is left alone; a
 //! tree holding anything else is refused, or with `--force` saved as a rescue bundle first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use git2::Repository;
 use git2::build::CheckoutBuilder;
 
-use super::{SourceError, Workspace, bundles, fetch, record, rescue, tree, worktree, write};
+use super::patched::PatchedTree;
+use super::{SourceError, Workspace, bundles, fetch, record, rescue, worktree, write};
 use crate::git::{self, local};
 use crate::pins::{BundleSource, Pins, Repo};
 
@@ -75,6 +76,7 @@ pub fn apply(
     let r = fetch::open_checkout(repo, &path)?;
     git::in_memory_writes(&r, &repo.name)?;
     let pin_tree = git::commit_tree(&r, &repo.name, &repo.commit)?;
+    let mut patched = PatchedTree::new(&r, pin_tree.clone());
     let mut tree_id = pin_tree.id();
     let mut labels = Vec::new();
     for patch in &repo.patches {
@@ -82,11 +84,9 @@ pub fn apply(
             read_from_pinned(ws, pins, other, file)
         })?;
         let loaded = bundles::load_bundle(&repo.name, patch, &bytes)?;
-        let base = r
-            .find_tree(tree_id)
-            .map_err(local(&repo.name, "reading a tree"))?;
-        tree_id =
-            tree::apply_patch(&r, &base, &loaded.patch).map_err(|f| SourceError::NotAsPinned {
+        tree_id = patched
+            .apply(&loaded.patch)
+            .map_err(|f| SourceError::NotAsPinned {
                 repo: repo.name.clone(),
                 message: format!("bundle {} does not apply: {}", loaded.label, f.detail),
             })?;
@@ -103,9 +103,11 @@ pub fn apply(
             ),
         });
     }
-    let expected = r
-        .find_tree(tree_id)
-        .map_err(local(&repo.name, "reading a tree"))?;
+    // The folders are written (to the in-memory store) for looking up paths; the files'
+    // contents stay in `patched` until they are written to the checkout.
+    let expected = patched
+        .write_folders()
+        .map_err(local(&repo.name, "building the patched tree"))?;
     // The work tree's status is read once here, and again only after undoing something.
     let mut changed = worktree::changed_paths(&r, &repo.name)?;
     let state = worktree::compare_changed(&r, &repo.name, &pin_tree, &expected, &changed)?;
@@ -132,11 +134,35 @@ pub fn apply(
         };
         return Ok(report(outcome, rescued, undone));
     }
-    if !changed.is_empty() {
+    // A file git ignores where a bundle writes is in no status: only the comparison sees it.
+    let hidden = |state: &worktree::WorktreeDiff, changed: &BTreeSet<String>| -> Vec<String> {
+        state
+            .paths
+            .iter()
+            .filter(|p| p.class != worktree::PathClass::Unpatched && !changed.contains(&p.path))
+            .map(|p| p.path.clone())
+            .collect()
+    };
+    let mut ignored = hidden(&state, &changed);
+    if !changed.is_empty() || !ignored.is_empty() {
         undone = record::undo_own_work(ws, &repo.name, &r)?;
         if undone {
             changed = worktree::changed_paths(&r, &repo.name)?;
+            let state = worktree::compare_changed(&r, &repo.name, &pin_tree, &expected, &changed)?;
+            ignored = hidden(&state, &changed);
         }
+    }
+    if !ignored.is_empty() {
+        // A rescue bundle is made from git's view of the tree and would not hold them.
+        return Err(SourceError::Refused {
+            repo: repo.name.clone(),
+            message: format!(
+                "the bundles write {}, where the checkout holds files git ignores (not pin + \
+                 bundles, and not something a rescue bundle keeps); nothing was written: move \
+                 them away and run apply again",
+                ignored.join(", ")
+            ),
+        });
     }
     if !changed.is_empty() {
         if !opts.force {
@@ -160,7 +186,14 @@ pub fn apply(
     let files = worktree::WorkFiles::new(&r, &repo.name)?;
     // The tree holds exactly the pin now: only the bundles' paths are written.
     let progress = |done| crate::fault::point("apply-write", done);
-    if !write::write_paths(&r, &repo.name, &files, &expected, &changes, progress)? {
+    let content = |id| patched.blob(id);
+    if !write::write_paths(
+        &r, &repo.name, &files, &expected, &content, &changes, progress,
+    )? {
+        // libgit2's checkout reads every blob from the object store.
+        patched
+            .write()
+            .map_err(local(&repo.name, "writing the patched files"))?;
         let mut co = CheckoutBuilder::new();
         co.safe()
             .update_index(false)

@@ -252,10 +252,22 @@ impl<'r> PatchedTree<'r> {
                 odb.write(ObjectType::Blob, bytes)?;
             }
         }
+        self.write_folders()
+    }
+
+    /// Writes only the folders the bundles changed, and returns the tree: enough to look up
+    /// every path's entry; the bundles' blobs stay here ([`PatchedTree::blob`]).
+    pub fn write_folders(&self) -> Result<Tree<'r>, git2::Error> {
+        let odb = self.repo.odb()?;
         let id = self
             .build(&mut |kind, bytes| odb.write(kind, bytes).map(|_| ()))
             .map_err(|reason| git2::Error::from_str(&reason))?;
         self.repo.find_tree(id)
+    }
+
+    /// The content of a blob a bundle made.
+    pub fn blob(&self, id: Oid) -> Option<&[u8]> {
+        self.blobs.get(&id).map(Vec::as_slice)
     }
 
     /// Hashes every changed folder from the bottom up, handing each new tree to `write`.

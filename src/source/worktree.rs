@@ -186,7 +186,9 @@ pub fn compare_changed(
 /// Classifies every path that differs from the pin, in the work tree or in the bundles: the
 /// paths git status reports (staged and unstaged alike, untracked included, ignored not), the
 /// paths the bundles change, and any extra paths (such as those a moved HEAD changed).
-/// `candidates` is the status already read (`changed_paths`) plus any extra paths.
+/// `candidates` is the status already read (`changed_paths`) plus every path where HEAD
+/// differs from the pin: a file the pin tracks that is not among them holds the pin's content,
+/// and is not read again.
 pub fn classify_changed(
     repo: &Repository,
     name: &str,
@@ -196,6 +198,16 @@ pub fn classify_changed(
 ) -> Result<Vec<PathState>, GitError> {
     let files = WorkFiles::new(repo, name)?;
     let bundle_paths = tree_changes(repo, name, pin, expected)?;
+    let nested: Vec<&str> = candidates
+        .iter()
+        .filter(|p| p.ends_with('/'))
+        .map(String::as_str)
+        .collect();
+    let unchanged: BTreeSet<&str> = bundle_paths
+        .iter()
+        .filter(|p| !candidates.contains(*p) && !nested.iter().any(|n| p.starts_with(n)))
+        .map(String::as_str)
+        .collect();
     candidates.extend(bundle_paths.iter().cloned());
     // Read only if a path needs it: reading a large index costs more than the rest here.
     let index = std::cell::OnceCell::new();
@@ -208,20 +220,25 @@ pub fn classify_changed(
     let mut paths = Vec::new();
     for path in candidates {
         let want = entry(expected, &path);
-        let have = files.entry(&path);
+        let at_pin = entry(pin, &path);
+        // An ignored file is not in the status: only a tracked file is known from it.
+        let have = match at_pin {
+            Some(_) if unchanged.contains(path.as_str()) => at_pin,
+            _ => files.entry(&path),
+        };
         let bundle = bundle_paths.contains(&path);
         let class = if want == have {
             if !bundle {
                 continue;
             }
             PathClass::Patched
-        } else if bundle && have == entry(pin, &path) {
+        } else if bundle && have == at_pin {
             PathClass::Unpatched
         } else if have.is_none() {
             PathClass::Deleted
         } else if bundle {
             PathClass::Drifted
-        } else if entry(pin, &path).is_none() && !in_index(&path)? {
+        } else if at_pin.is_none() && !in_index(&path)? {
             PathClass::Untracked
         } else {
             PathClass::Residual

@@ -12,21 +12,23 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use git2::{ObjectType, Repository, Tree};
+use git2::{ObjectType, Oid, Repository, Tree};
 
 use super::SourceError;
 use super::worktree::WorkFiles;
 use crate::fsutil::remove_file_if_present;
 use crate::git::local;
 
-/// Writes `expected`'s blob at each of `paths` and removes the paths it lacks, calling
+/// Writes `expected`'s blob at each of `paths` (its content from `made` when the bundles made
+/// it, else from the object store) and removes the paths it lacks, calling
 /// `progress` with the number of paths done after each. Returns `false`, having written
 /// nothing, when a path needs libgit2's checkout instead.
-pub fn write_paths(
+pub fn write_paths<'m>(
     repo: &Repository,
     name: &str,
     files: &WorkFiles<'_>,
     expected: &Tree<'_>,
+    made: &dyn Fn(Oid) -> Option<&'m [u8]>,
     paths: &BTreeSet<String>,
     mut progress: impl FnMut(usize),
 ) -> Result<bool, SourceError> {
@@ -61,10 +63,17 @@ pub fn write_paths(
     }
     for (p, target, blob) in &plan {
         let Some((id, mode)) = blob else { continue };
-        let blob = repo
-            .find_blob(*id)
-            .map_err(local(name, format!("reading the blob of {p}")))?;
-        write_one(target, blob.content(), *mode, done + 1).map_err(SourceError::io(target))?;
+        let stored;
+        let content = match made(*id) {
+            Some(bytes) => bytes,
+            None => {
+                stored = repo
+                    .find_blob(*id)
+                    .map_err(local(name, format!("reading the blob of {p}")))?;
+                stored.content()
+            }
+        };
+        write_one(target, content, *mode, done + 1).map_err(SourceError::io(target))?;
         done += 1;
         progress(done);
     }
