@@ -76,7 +76,8 @@ pub fn apply(
     let r = fetch::open_checkout(repo, &path)?;
     git::in_memory_writes(&r, &repo.name)?;
     let pin_tree = git::commit_tree(&r, &repo.name, &repo.commit)?;
-    let mut patched = PatchedTree::new(&r, pin_tree.clone());
+    let mut patched = PatchedTree::new(&r, pin_tree.id())
+        .map_err(local(&repo.name, "reading the pinned tree"))?;
     let mut tree_id = pin_tree.id();
     let mut labels = Vec::new();
     for patch in &repo.patches {

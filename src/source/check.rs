@@ -165,7 +165,10 @@ fn check_repo(
     }
     objects.open(repo)?;
     let objects = &*objects;
-    let mut patched = PatchedTree::new(&objects.repos[&repo.name], objects.pin_tree(repo)?);
+    let r = &objects.repos[&repo.name];
+    let pin_tree = objects.pin_tree(repo)?.id();
+    let mut patched =
+        PatchedTree::new(r, pin_tree).map_err(local(&repo.name, "reading the pinned tree"))?;
     let mut current = None;
     let mut failed = false;
     for patch in &repo.patches {

@@ -11,6 +11,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use git2::{ObjectType, Oid, Repository, Tree};
 
@@ -33,38 +34,70 @@ pub struct PatchedTree<'r> {
     blobs: HashMap<Oid, Vec<u8>>,
 }
 
-/// A tree's folders, each read once: libgit2 keeps no tree larger than 4 KiB in its object
-/// cache, so looking up paths one by one would inflate the top folders again for every path.
+/// A folder as git stores it: entries `<octal mode> <name>\0<20-byte id>`, in git's order.
+struct RawFolder(Vec<u8>);
+
+/// One entry of a [`RawFolder`].
+type RawEntry<'a> = (&'a [u8], i32, Oid);
+
+impl RawFolder {
+    fn entries(&self) -> impl Iterator<Item = RawEntry<'_>> {
+        let mut rest = self.0.as_slice();
+        std::iter::from_fn(move || {
+            let space = rest.iter().position(|&b| b == b' ')?;
+            let nul = space + rest[space..].iter().position(|&b| b == 0)?;
+            let id = Oid::from_bytes(rest.get(nul + 1..nul + 21)?).ok()?;
+            let mode = rest[..space].iter().try_fold(0i32, |m, &d| {
+                (b'0'..=b'7')
+                    .contains(&d)
+                    .then(|| m * 8 + i32::from(d - b'0'))
+            })?;
+            let name = &rest[space + 1..nul];
+            rest = &rest[nul + 21..];
+            // Old git wrote group-writable files as 100664; git and libgit2 read them as 100644.
+            let mode = if mode == 0o100664 { 0o100644 } else { mode };
+            Some((name, mode, id))
+        })
+    }
+}
+
+/// A tree's folders, each read once and kept as git stores it: libgit2 keeps no tree larger
+/// than 4 KiB in its object cache, so looking up paths one by one would inflate the top
+/// folders again for every path. Folders read on other threads are handed back and kept too.
 struct Folders<'r> {
-    repo: &'r Repository,
-    root: Tree<'r>,
-    read: RefCell<HashMap<String, Option<Tree<'r>>>>,
+    odb: git2::Odb<'r>,
+    root: Oid,
+    read: RefCell<HashMap<String, Option<Arc<RawFolder>>>>,
 }
 
 impl<'r> Folders<'r> {
-    fn new(repo: &'r Repository, root: Tree<'r>) -> Self {
-        Folders {
-            repo,
+    fn new(repo: &'r Repository, root: Oid) -> Result<Self, git2::Error> {
+        Ok(Folders {
+            odb: repo.odb()?,
             root,
             read: RefCell::default(),
-        }
+        })
     }
 
     /// The folder at `path` (`""` for the root), `None` when there is no folder there.
-    fn folder(&self, path: &str) -> Option<Tree<'r>> {
-        if path.is_empty() {
-            return Some(self.root.clone());
-        }
+    fn folder(&self, path: &str) -> Option<Arc<RawFolder>> {
         if let Some(known) = self.read.borrow().get(path) {
             return known.clone();
         }
-        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-        let folder = self.folder(parent).and_then(|p| {
-            let e = p.get_name(name)?;
-            (e.kind() == Some(ObjectType::Tree))
-                .then(|| self.repo.find_tree(e.id()).ok())
-                .flatten()
-        });
+        let id = if path.is_empty() {
+            Some(self.root)
+        } else {
+            let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+            let parent = self.folder(parent)?;
+            parent
+                .entries()
+                .find(|(n, mode, _)| *n == name.as_bytes() && *mode == TREE_MODE)
+                .map(|(_, _, id)| id)
+        };
+        let folder = id
+            .and_then(|id| self.odb.read(id).ok())
+            .filter(|o| o.kind() == ObjectType::Tree)
+            .map(|o| Arc::new(RawFolder(o.data().to_vec())));
         self.read
             .borrow_mut()
             .insert(path.to_owned(), folder.clone());
@@ -74,10 +107,36 @@ impl<'r> Folders<'r> {
     /// The entry of the file at `path`, `None` when there is no file there.
     fn entry(&self, path: &str) -> Option<Entry> {
         let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-        let folder = self.folder(parent)?;
-        let e = folder.get_name(name)?;
-        (e.kind() == Some(ObjectType::Blob)).then(|| (e.id(), e.filemode()))
+        self.folder(parent)?
+            .entries()
+            .find(|(n, mode, _)| *n == name.as_bytes() && is_file_mode(*mode))
+            .map(|(_, mode, id)| (id, mode))
     }
+
+    /// The folders read so far, to be kept by another [`Folders`] of the same tree.
+    fn into_read(self) -> HashMap<String, Option<Arc<RawFolder>>> {
+        self.read.into_inner()
+    }
+
+    fn keep(&self, read: HashMap<String, Option<Arc<RawFolder>>>) {
+        self.read.borrow_mut().extend(read);
+    }
+}
+
+/// Reading an object from a pack makes zlib allocate about 40 KiB and free it again. glibc
+/// gives freed memory at the top of a heap back to the kernel, so every object read paid for
+/// growing the heap and faulting its pages in again (a fifth of a large `check`). glibc raises
+/// its trim threshold to twice the largest block it has mapped and freed; one large block,
+/// allocated and freed once, keeps up to 32 MiB of freed memory for reuse. Elsewhere it costs
+/// one allocation.
+fn keep_freed_memory() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| drop(std::hint::black_box(Vec::<u8>::with_capacity(16 << 20))));
+}
+
+/// A blob's mode: a file, an executable or a symbolic link.
+fn is_file_mode(mode: i32) -> bool {
+    matches!(mode, 0o100644 | 0o100755 | 0o120000)
 }
 
 /// Where the objects of a built tree go.
@@ -92,18 +151,19 @@ struct Folder<'p> {
 
 impl<'r> PatchedTree<'r> {
     /// `base` with nothing changed.
-    pub fn new(repo: &'r Repository, base: Tree<'r>) -> Self {
-        PatchedTree {
+    pub fn new(repo: &'r Repository, base: Oid) -> Result<Self, git2::Error> {
+        keep_freed_memory();
+        Ok(PatchedTree {
             repo,
-            base: Folders::new(repo, base),
+            base: Folders::new(repo, base)?,
             changes: BTreeMap::new(),
             blobs: HashMap::new(),
-        }
+        })
     }
 
     /// The id of the tree the changes are laid over.
     pub fn base_id(&self) -> Oid {
-        self.base.root.id()
+        self.base.root
     }
 
     /// The entry of the file at `path` now; `None` when there is no file there.
@@ -222,14 +282,27 @@ impl<'r> PatchedTree<'r> {
                 .map(|p| read_one(self.repo, &self.base, p))
                 .collect::<Result<Vec<_>, _>>()?
         } else {
-            // A repository handle is not shared between threads: each opens its own.
-            let (git_dir, base) = (self.repo.path(), self.base.root.id());
-            in_parallel(&unread, |chunk| {
+            // A repository handle is not shared between threads: each opens its own, and
+            // hands back the folders it read.
+            let (git_dir, base) = (self.repo.path(), self.base.root);
+            let learned = std::sync::Mutex::new(Vec::new());
+            let read = in_parallel(&unread, |chunk| {
                 let reading = |e: git2::Error| format!("reading the pinned tree: {}", e.message());
                 let repo = Repository::open(git_dir).map_err(reading)?;
-                let folders = Folders::new(&repo, repo.find_tree(base).map_err(reading)?);
-                chunk.iter().map(|p| read_one(&repo, &folders, p)).collect()
-            })?
+                let folders = Folders::new(&repo, base).map_err(reading)?;
+                let read = chunk
+                    .iter()
+                    .map(|p| read_one(&repo, &folders, p))
+                    .collect::<Result<Vec<_>, _>>();
+                if let Ok(mut learned) = learned.lock() {
+                    learned.push(folders.into_read());
+                }
+                read
+            })?;
+            for folders in learned.into_inner().unwrap_or_default() {
+                self.base.keep(folders);
+            }
+            read
         };
         sources.extend(unread.into_iter().map(str::to_owned).zip(read));
         Ok(sources)
@@ -284,69 +357,84 @@ impl<'r> PatchedTree<'r> {
                 }
             }
         }
-        let id = self.build_folder("", Some(self.base.root.clone()), &root, write)?;
+        let base = self.base.folder("");
+        let id = self.build_folder("", base.as_deref(), &root, write)?;
         match id {
             Some(id) => Ok(id),
             None => {
-                let empty = tree_bytes(&BTreeMap::new());
+                let empty = tree_bytes(&mut Vec::new());
                 write(ObjectType::Tree, &empty).map_err(|e| e.message().to_owned())?;
                 Oid::hash_object(ObjectType::Tree, &empty).map_err(|e| e.message().to_owned())
             }
         }
     }
 
+    /// Builds one folder: `base`'s entries, with `folder`'s changes. Entries keep their place
+    /// (git's order) unless one is added or turns from file to folder.
     fn build_folder(
         &self,
         prefix: &str,
-        base: Option<Tree<'r>>,
+        base: Option<&RawFolder>,
         folder: &Folder<'_>,
         write: &mut WriteObject<'_>,
     ) -> Result<Option<Oid>, String> {
-        let mut entries: BTreeMap<Vec<u8>, Entry> = base
-            .iter()
-            .flat_map(|t| t.iter())
-            .map(|e| (e.name_bytes().to_vec(), (e.id(), e.filemode())))
-            .collect();
+        const GONE: i32 = 0;
+        let mut entries: Vec<RawEntry<'_>> =
+            base.map(|b| b.entries().collect()).unwrap_or_default();
+        let find = |entries: &[RawEntry<'_>], name: &str| {
+            [false, true].into_iter().find_map(|tree| {
+                entries
+                    .binary_search_by(|e| {
+                        git_order((e.0, e.1 == TREE_MODE), (name.as_bytes(), tree))
+                    })
+                    .ok()
+            })
+        };
+        let mut added: Vec<RawEntry<'_>> = Vec::new();
         for (name, sub) in &folder.folders {
             let path = format!("{prefix}{name}");
-            let below = match entries.get(name.as_bytes()) {
-                Some((id, TREE_MODE)) => Some(
+            let at = find(&entries, name);
+            let below = match at.map(|i| entries[i].1) {
+                Some(TREE_MODE) => Some(
                     self.base
                         .folder(&path)
-                        .ok_or_else(|| format!("reading folder {path} ({id})"))?,
+                        .ok_or_else(|| format!("reading folder {path}"))?,
                 ),
                 Some(_) if folder.files.get(name) != Some(&None) => {
                     return Err(format!("{path} is a file in the tree, not a folder"));
                 }
                 _ => None,
             };
-            match self.build_folder(&format!("{path}/"), below, sub, write)? {
-                Some(id) => entries.insert(name.as_bytes().to_vec(), (id, TREE_MODE)),
-                None => entries.remove(name.as_bytes()),
-            };
+            let built = self.build_folder(&format!("{path}/"), below.as_deref(), sub, write)?;
+            match (built, at) {
+                (Some(id), Some(i)) if entries[i].1 == TREE_MODE => entries[i].2 = id,
+                (Some(id), _) => added.push((name.as_bytes(), TREE_MODE, id)),
+                (None, Some(i)) if entries[i].1 == TREE_MODE => entries[i].1 = GONE,
+                (None, _) => {}
+            }
         }
         for (name, entry) in &folder.files {
-            let key = name.as_bytes();
-            let is_folder = entries.get(key).is_some_and(|(_, m)| *m == TREE_MODE);
-            match entry {
-                Some(_) if is_folder => {
+            let at = find(&entries, name);
+            let is_folder = at.is_some_and(|i| entries[i].1 == TREE_MODE)
+                || added.iter().any(|a| a.0 == name.as_bytes());
+            match (entry, at) {
+                (Some(_), _) if is_folder => {
                     return Err(format!(
                         "{prefix}{name} is a folder in the tree, not a file"
                     ));
                 }
-                Some(e) => {
-                    entries.insert(key.to_vec(), *e);
-                }
-                None if !is_folder => {
-                    entries.remove(key);
-                }
-                None => {}
+                (Some((id, mode)), Some(i)) => entries[i] = (name.as_bytes(), *mode, *id),
+                (Some((id, mode)), None) => added.push((name.as_bytes(), *mode, *id)),
+                (None, Some(i)) if !is_folder => entries[i].1 = GONE,
+                (None, _) => {}
             }
         }
+        entries.retain(|e| e.1 != GONE);
+        entries.append(&mut added);
         if entries.is_empty() {
             return Ok(None);
         }
-        let bytes = tree_bytes(&entries);
+        let bytes = tree_bytes(&mut entries);
         write(ObjectType::Tree, &bytes).map_err(|e| e.message().to_owned())?;
         Oid::hash_object(ObjectType::Tree, &bytes)
             .map(Some)
@@ -554,21 +642,26 @@ fn needs_libgit2(patch: &Patch) -> bool {
     })
 }
 
-/// A tree object's bytes, its entries in git's order (a folder sorts as if its name ended in
-/// `/`).
-fn tree_bytes(entries: &BTreeMap<Vec<u8>, Entry>) -> Vec<u8> {
-    let mut sorted: Vec<(&Vec<u8>, &Entry)> = entries.iter().collect();
-    let key = |name: &[u8], mode: i32| {
-        let mut k = name.to_vec();
-        if mode == TREE_MODE {
-            k.push(b'/');
+/// Git's order of tree entries: by name, a folder's name compared as if it ended in `/`.
+fn git_order(a: (&[u8], bool), b: (&[u8], bool)) -> std::cmp::Ordering {
+    fn key((name, tree): (&[u8], bool)) -> impl Iterator<Item = u8> + '_ {
+        name.iter().copied().chain(tree.then_some(b'/'))
+    }
+    key(a).cmp(key(b))
+}
+
+/// A tree object's bytes, its entries in git's order.
+fn tree_bytes(entries: &mut [RawEntry<'_>]) -> Vec<u8> {
+    entries.sort_by(|a, b| git_order((a.0, a.1 == TREE_MODE), (b.0, b.1 == TREE_MODE)));
+    let mut bytes = Vec::with_capacity(entries.len() * 48);
+    for (name, mode, id) in entries.iter() {
+        match *mode {
+            0o100644 => bytes.extend_from_slice(b"100644"),
+            0o100755 => bytes.extend_from_slice(b"100755"),
+            TREE_MODE => bytes.extend_from_slice(b"40000"),
+            other => bytes.extend_from_slice(format!("{other:o}").as_bytes()),
         }
-        k
-    };
-    sorted.sort_by_cached_key(|(name, (_, mode))| key(name, *mode));
-    let mut bytes = Vec::with_capacity(entries.len() * 40);
-    for (name, (id, mode)) in sorted {
-        bytes.extend_from_slice(format!("{mode:o} ").as_bytes());
+        bytes.push(b' ');
         bytes.extend_from_slice(name);
         bytes.push(0);
         bytes.extend_from_slice(id.as_bytes());
@@ -609,13 +702,16 @@ mod tests {
             ("b", sub, TREE_MODE),
         ];
         let mut oracle = repo.treebuilder(None).unwrap();
-        let mut entries = BTreeMap::new();
+        let mut entries = Vec::new();
         for (name, id, mode) in names {
             oracle.insert(name, id, mode).unwrap();
-            entries.insert(name.as_bytes().to_vec(), (id, mode));
+            entries.push((name.as_bytes(), mode, id));
         }
         let want = oracle.write().unwrap();
-        let got = Oid::hash_object(ObjectType::Tree, &tree_bytes(&entries)).unwrap();
+        let got = Oid::hash_object(ObjectType::Tree, &tree_bytes(&mut entries)).unwrap();
+        // Read back, the folder gives the same entries in the same order.
+        let raw = RawFolder(tree_bytes(&mut entries));
+        assert_eq!(raw.entries().collect::<Vec<_>>(), entries);
         assert_eq!(got, want);
     }
 }

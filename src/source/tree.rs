@@ -65,7 +65,12 @@ pub struct Failure {
 /// Applies a diff onto `base` in memory; returns the resulting tree, written to the
 /// repository's object store (its in-memory one, when there is one).
 pub fn apply_patch(repo: &Repository, base: &Tree<'_>, patch: &Patch) -> Result<Oid, Failure> {
-    let mut patched = PatchedTree::new(repo, base.clone());
+    let mut patched = PatchedTree::new(repo, base.id()).map_err(|e| Failure {
+        diagnosis: Diagnosis::Other,
+        file: None,
+        hunk: None,
+        detail: e.message().to_owned(),
+    })?;
     patched.apply(patch)?;
     patched.write().map(|t| t.id()).map_err(|e| Failure {
         diagnosis: Diagnosis::Other,
