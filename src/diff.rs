@@ -168,8 +168,19 @@ impl Hunk {
 impl Patch {
     /// Parses `git diff` output; refuses text that is not a diff or that changes nothing.
     pub fn parse(raw: Vec<u8>) -> Result<Patch, DiffError> {
-        let files = Parser::new(&raw).parse()?;
-        Ok(Patch { raw, files })
+        Patch::parse_alongside(raw, |_| ()).0
+    }
+
+    /// [`Patch::parse`], while `alongside` reads the same bytes on another core (a hash, say)
+    /// when the text is large.
+    pub fn parse_alongside<T: Send>(
+        raw: Vec<u8>,
+        alongside: impl FnOnce(&[u8]) -> T + Send,
+    ) -> (Result<Patch, DiffError>, T) {
+        let large = raw.len() >= crate::par::WORTH_A_THREAD;
+        let (files, other) =
+            crate::par::join(large, || Parser::new(&raw).parse(), || alongside(&raw));
+        (files.map(|files| Patch { raw, files }), other)
     }
 
     /// The diff text.
@@ -865,9 +876,7 @@ fn truncate(s: &str) -> String {
 }
 
 fn memchr_iter(raw: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    raw.iter()
-        .enumerate()
-        .filter_map(|(i, &b)| (b == b'\n').then_some(i))
+    memchr::memchr_iter(b'\n', raw)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod fsutil;
 pub mod git;
 pub mod lock;
 pub mod output;
+pub mod par;
 pub mod pins;
 pub mod recipe;
 mod report;

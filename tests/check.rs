@@ -317,16 +317,21 @@ fn base_dir_where_none_belongs() {
 #[test]
 fn hash_mismatch_of_either_hash() {
     let s = scenario();
+    assert_hash_mismatches(&s.fx, &s.up, &s.base, &s.bundle);
+}
+
+/// Pinned with either hash wrong, the bundle is reported as a hash mismatch naming the hash.
+fn assert_hash_mismatches(fx: &Fixture, up: &Upstream, commit: &str, bundle: &Bundle) {
     let wrong = "0".repeat(64);
     for which in ["sha256", "diff_sha256"] {
-        let mut entry = s.bundle.entry();
+        let mut entry = bundle.entry();
         if which == "sha256" {
             entry.sha256 = wrong.clone();
         } else {
             entry.diff_sha256 = wrong.clone();
         }
-        s.fx.pins(&[Pin::new("app", &s.up, &s.base).patch(entry)]);
-        let v = s.fx.json(&["check"], 1);
+        fx.pins(&[Pin::new("app", up, commit).patch(entry)]);
+        let v = fx.json(&["check"], 1);
         let b = &v["repos"][0]["bundles"][0];
         assert_eq!(v["ok"], false);
         assert_eq!(b["status"], "hash_mismatch", "{b:#}");
@@ -334,9 +339,35 @@ fn hash_mismatch_of_either_hash() {
         assert!(detail.contains(&format!("{which} mismatch")), "{detail}");
         assert!(detail.contains(&wrong), "{detail}");
         // The human report says so too.
-        let text = s.fx.stdout(&["check"], 1);
+        let text = fx.stdout(&["check"], 1);
         assert!(text.contains("HASH MISMATCH"), "{text}");
     }
+}
+
+#[test]
+fn a_large_bundle_is_verified_and_applied_like_a_small_one() {
+    // Large enough that the hashes are computed alongside decoding and parsing.
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("a.txt", "a\n");
+    let base = up.commit("base");
+    let text: String = (0..30_000u64)
+        .map(|i| format!("{i} {:016x}\n", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+        .collect();
+    up.write("big.txt", text).write("a.txt", "a changed\n");
+    let tip = up.commit("a large change");
+    let diff = up.diff(&base, &tip);
+    let bundle = fx.bundle("large", &diff);
+    assert!(diff.len() > 512 * 1024, "{}", diff.len());
+    assert!(std::fs::metadata(fx.path(&bundle.path)).unwrap().len() > 128 * 1024);
+    fx.pins(&[Pin::new("app", &up, &base).patch(bundle.entry())]);
+    let v = fx.json(&["check"], 0);
+    assert_eq!(v["repos"][0]["tree"], up.tree(&tip).as_str(), "{v:#}");
+    let show = fx.json(&["bundle", "show", &bundle.path], 0);
+    assert_eq!(show["sha256"], bundle.sha256.as_str(), "{show:#}");
+    assert_eq!(show["diff_sha256"], bundle.diff_sha256.as_str(), "{show:#}");
+    assert_eq!(show["files"].as_array().map(Vec::len), Some(2), "{show:#}");
+    assert_hash_mismatches(&fx, &up, &base, &bundle);
 }
 
 #[test]

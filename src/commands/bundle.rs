@@ -11,6 +11,7 @@ use crate::diff::{Change, Patch};
 use crate::exit::{ExitStatus, UsageError};
 use crate::fsutil::write_atomic;
 use crate::output::Printer;
+use crate::par;
 use crate::pins::{self, NewPatch, Pins};
 use crate::run::Globals;
 
@@ -94,10 +95,15 @@ pub fn unpack(p: &Printer, path: &Path, out: Option<&Path>) -> Result<ExitStatus
 
 /// `bundle show BUNDLE`
 pub fn show(p: &Printer, path: &Path) -> Result<ExitStatus> {
-    let (encoded, diff) = read_bundle(path)?;
-    let sha = bundle::sha256_hex(&encoded);
-    let diff_sha = bundle::sha256_hex(&diff);
-    let patch = Patch::parse(diff).with_context(|| format!("{}", path.display()))?;
+    let encoded = read_input(path)?;
+    let (diff, sha) = par::join(
+        encoded.len() >= par::WORTH_A_THREAD / 4,
+        || bundle::decode(&encoded),
+        || bundle::sha256_hex(&encoded),
+    );
+    let diff = diff.with_context(|| format!("{}", path.display()))?;
+    let (patch, diff_sha) = Patch::parse_alongside(diff, bundle::sha256_hex);
+    let patch = patch.with_context(|| format!("{}", path.display()))?;
     let (added, removed) = patch.stats();
     let hunks: usize = patch.files.iter().map(|f| f.hunks.len()).sum();
     if p.json() {

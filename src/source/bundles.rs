@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::bundle::{self, BundleError};
 use crate::diff::{DiffError, Patch};
+use crate::par;
 use crate::pins::{BundleSource, PatchRef, Pins};
 
 /// Why a pinned bundle cannot be used.
@@ -106,16 +107,23 @@ pub fn load_bundle(
         expected: expected.to_owned(),
         actual,
     };
-    let sha = bundle::sha256_hex(bytes);
+    // Each hash is computed alongside the next step, whose result is used only once the hash
+    // matches.
+    let large = bytes.len() >= crate::par::WORTH_A_THREAD / 4;
+    let (decoded, sha) = par::join(
+        large,
+        || bundle::decode(bytes),
+        || bundle::sha256_hex(bytes),
+    );
     if sha != patch.sha256 {
         return Err(mismatch("sha256", &patch.sha256, sha));
     }
-    let diff = bundle::decode(bytes).map_err(|source| BundleLoadError::Decode {
+    let diff = decoded.map_err(|source| BundleLoadError::Decode {
         repo: repo.to_owned(),
         bundle: label.clone(),
         source,
     })?;
-    let diff_sha = bundle::sha256_hex(&diff);
+    let (parsed, diff_sha) = Patch::parse_alongside(diff, bundle::sha256_hex);
     if diff_sha != patch.diff_sha256 {
         return Err(mismatch("diff_sha256", &patch.diff_sha256, diff_sha));
     }
@@ -124,7 +132,7 @@ pub fn load_bundle(
         bundle: label.clone(),
         source,
     };
-    let mut parsed = Patch::parse(diff).map_err(diff_error)?;
+    let mut parsed = parsed.map_err(diff_error)?;
     parsed.check_paths().map_err(diff_error)?;
     if let Some(base) = &patch.base_dir {
         parsed = parsed.place_under(base).map_err(diff_error)?;
