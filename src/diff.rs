@@ -628,6 +628,20 @@ impl<'a> Parser<'a> {
         if old_path.is_none() && new_path.is_none() {
             return Err(self.malformed(first, "file section names no path"));
         }
+        // Without a rename or copy, both names are one path; anything else is a diff whose
+        // names carry no `a/` and `b/` (`git diff --no-prefix`), which git would apply to a
+        // path of its own guessing.
+        if change == Change::Modified && old_path != new_path {
+            return Err(self.malformed(
+                first,
+                format!(
+                    "the section names two paths ({:?} and {:?}) but no rename or copy; was \
+                     the diff made with --no-prefix? regenerate it with `git diff`",
+                    old_path.unwrap_or_default(),
+                    new_path.unwrap_or_default()
+                ),
+            ));
+        }
         let mode_change = h.old_mode.is_some() && h.new_mode.is_some() && h.old_mode != h.new_mode;
         if change == Change::Modified && hunks.is_empty() && !binary && !mode_change {
             return Err(self.malformed(

@@ -8,8 +8,8 @@ use proptest::prelude::*;
 use crate::harness::{Fixture, Pin, Upstream};
 
 /// Paths a case may use: nested folders, a name that is a file in one commit and a folder in
-/// another (`p` and `p/q`), and a name with a space.
-const PATHS: [&str; 8] = [
+/// another (`p` and `p/q`), a name with a space, and a symbolic link (`link`).
+const PATHS: [&str; 9] = [
     "a.txt",
     "b.sh",
     "d/c.txt",
@@ -18,7 +18,11 @@ const PATHS: [&str; 8] = [
     "p",
     "p/q",
     "z.txt",
+    LINK,
 ];
+
+/// The path that holds a symbolic link (its target made from the text) rather than a file.
+const LINK: &str = "link";
 
 /// Few distinct words, so that context lines repeat and a wrong position would still match
 /// somewhere.
@@ -135,7 +139,8 @@ fn case() -> impl Strategy<Value = Case> {
         })
 }
 
-/// Writes `path` unless a file or folder in the way makes it impossible.
+/// Writes `path` unless a file or folder in the way makes it impossible; `LINK` becomes a
+/// symbolic link to the text's first line.
 fn try_write(up: &Upstream, path: &str, bytes: &[u8]) -> bool {
     let full = up.path.join(path);
     let blocked = full.is_dir()
@@ -147,8 +152,32 @@ fn try_write(up: &Upstream, path: &str, bytes: &[u8]) -> bool {
     if blocked {
         return false;
     }
-    up.write(path, bytes);
+    put(up, path, bytes);
     true
+}
+
+/// Replaces whatever is at `path` with `bytes` (a link's target for `LINK`).
+fn put(up: &Upstream, path: &str, bytes: &[u8]) {
+    if path != LINK {
+        up.write(path, bytes);
+        return;
+    }
+    let full = up.path.join(path);
+    let _ = std::fs::remove_file(&full);
+    let first = bytes
+        .split(|&b| b == b'\n' || b == b'\r')
+        .next()
+        .unwrap_or_default();
+    let target = if first.is_empty() {
+        "nothing"
+    } else {
+        std::str::from_utf8(first).unwrap()
+    };
+    std::os::unix::fs::symlink(target, full).unwrap();
+}
+
+fn exists(up: &Upstream, path: &str) -> bool {
+    std::fs::symlink_metadata(up.path.join(path)).is_ok()
 }
 
 /// Commits the pin and the tip of a case; returns them.
@@ -167,18 +196,21 @@ fn commit_case(up: &Upstream, case: &Case) -> (String, String) {
     for (path, text, e) in &present {
         match e {
             Edit::Keep => {}
-            Edit::Lines(l) => {
-                up.write(path, edited(text, l).bytes());
-            }
-            Edit::Rewrite(t) => {
-                up.write(path, t.bytes());
-            }
+            Edit::Lines(l) => put(up, path, &edited(text, l).bytes()),
+            Edit::Rewrite(t) => put(up, path, &t.bytes()),
             Edit::Remove => {
                 up.remove(path);
+            }
+            // A link becomes a file: a change of type, two sections for one path.
+            Edit::ToggleExecutable if *path == LINK => {
+                up.remove(path).write(path, text.bytes());
             }
             Edit::ToggleExecutable => {
                 let mode = if path.ends_with(".sh") { 0o644 } else { 0o755 };
                 up.chmod(path, mode);
+            }
+            Edit::Move(_) if *path == LINK => {
+                up.rename(path, &format!("{path}.moved"));
             }
             Edit::Move(l) => {
                 let to = format!("{path}.moved");
@@ -187,13 +219,13 @@ fn commit_case(up: &Upstream, case: &Case) -> (String, String) {
             Edit::LoseFinalNewline => {
                 let mut t = text.clone();
                 t.final_newline = false;
-                up.write(path, t.bytes());
+                put(up, path, &t.bytes());
             }
         }
     }
     for (i, text) in &case.added {
         let path = PATHS[*i];
-        if !up.path.join(path).exists() {
+        if !exists(up, path) {
             try_write(up, path, &text.bytes());
         }
     }
@@ -243,7 +275,10 @@ proptest! {
         up.restore(&made_on);
         for (i, edits) in &drift {
             let path = up.path.join(PATHS[*i]);
-            if let Ok(bytes) = std::fs::read(&path) {
+            let is_file = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
+            if let Ok(bytes) = std::fs::read(&path)
+                && is_file
+            {
                 std::fs::write(&path, drifted(&bytes, edits)).unwrap();
             }
         }
@@ -291,4 +326,215 @@ fn drifted(bytes: &[u8], edits: &[(usize, Option<usize>, bool)]) -> Vec<u8> {
         }
     }
     lines.concat()
+}
+
+// git's rules, case by case (each found by comparing pinstack with git on made-up bundles).
+
+/// An upstream whose commits `a` and `b` are made by `at_a` and `to_b`; returns it with both.
+fn two_commits(
+    fx: &Fixture,
+    at_a: impl FnOnce(&Upstream),
+    to_b: impl FnOnce(&Upstream),
+) -> (Upstream, String, String) {
+    let up = fx.upstream("app");
+    at_a(&up);
+    let a = up.commit("a");
+    to_b(&up);
+    let b = up.commit("b");
+    (up, a, b)
+}
+
+/// Checks `diff` pinned on `pin`; returns the bundle's result and the tree.
+fn check_on(fx: &Fixture, up: &Upstream, pin: &str, diff: &[u8]) -> serde_json::Value {
+    let b = fx.bundle("case", diff);
+    fx.pins(&[Pin::new("app", up, pin).patch(b.entry())]);
+    let out = fx
+        .pinstack_std()
+        .args(["check", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["repos"][0].clone()
+}
+
+#[test]
+fn renames_that_swap_or_chain_paths_give_gits_tree() {
+    let fx = Fixture::new();
+    let lines = |w: &str| {
+        (0..20)
+            .map(|i| format!("{w} line number {i} with words of its own\n"))
+            .collect::<String>()
+    };
+    let (up, a, b) = two_commits(
+        &fx,
+        |up| {
+            up.write("a", lines("alpha"))
+                .write("b", lines("omega"))
+                .write("c0", "c\n");
+        },
+        |up| {
+            up.rename("a", "t").rename("b", "a").rename("t", "b");
+        },
+    );
+    let diff = crate::harness::git_bytes(&up.path, &["diff", "--binary", "-B", "-M", &a, &b]);
+    assert!(
+        String::from_utf8_lossy(&diff).contains("rename from"),
+        "{}",
+        String::from_utf8_lossy(&diff)
+    );
+    assert_eq!(
+        fx.assert_apply_like_git(&up, &a, &[(&diff, None)]),
+        up.tree(&b)
+    );
+    // A chain: b moves on to c, a takes b's place.
+    up.restore(&a);
+    up.rename("b", "c").rename("a", "b");
+    let c = up.commit("chain");
+    let diff = crate::harness::git_bytes(&up.path, &["diff", "--binary", "-B", "-M", &a, &c]);
+    let r = check_on(&fx, &up, &a, &diff);
+    assert_eq!(r["tree"], up.tree(&c).as_str(), "{r:#}");
+}
+
+#[test]
+fn folders_and_files_trade_places_as_in_git() {
+    let fx = Fixture::new();
+    // x: file to folder; a/: folder removed while its sibling a.txt changes, then goes.
+    let (up, a, b) = two_commits(
+        &fx,
+        |up| {
+            up.write("x", "x\n")
+                .write("a/f", "f\n")
+                .write("a.txt", "t\n")
+                .write("k", "k\n");
+        },
+        |up| {
+            up.remove("x").write("x/y", "y\n");
+            up.remove("a/f").write("a.txt", "t changed\n");
+        },
+    );
+    let diff = up.diff(&a, &b);
+    assert_eq!(
+        fx.assert_apply_like_git(&up, &a, &[(&diff, None)]),
+        up.tree(&b)
+    );
+    up.restore(&a);
+    up.remove("a/f").remove("a.txt");
+    let c = up.commit("sibling gone too");
+    let r = check_on(&fx, &up, &a, &up.diff(&a, &c));
+    assert_eq!(r["tree"], up.tree(&c).as_str(), "{r:#}");
+}
+
+#[test]
+fn a_file_keeps_its_own_mode_unless_the_bundle_changes_it() {
+    let fx = Fixture::new();
+    let (up, a, b) = two_commits(
+        &fx,
+        |up| {
+            up.write("f", "one\ntwo\n").chmod("f", 0o755);
+        },
+        |up| {
+            up.write("f", "one\nTWO\n");
+        },
+    );
+    let diff = up.diff(&a, &b);
+    // The pin has the same file, not executable: git keeps it so.
+    up.restore(&a);
+    up.chmod("f", 0o644);
+    let pin = up.commit("not executable");
+    let r = check_on(&fx, &up, &pin, &diff);
+    assert_eq!(r["bundles"][0]["status"], "ok", "{r:#}");
+    assert_eq!(
+        r["tree"],
+        fx.oracle_tree(&up, &pin, &[(&diff, None)]).as_str()
+    );
+}
+
+#[test]
+fn what_git_refuses_to_create_or_change_pinstack_refuses() {
+    let fx = Fixture::new();
+    let (up, a, b) = two_commits(
+        &fx,
+        |up| {
+            // `l` holds what a link to `foo` holds: only its type tells them apart.
+            up.write("s", "source\n")
+                .write("l", "foo")
+                .write("k", "k\n");
+        },
+        |up| {
+            up.rename("s", "t").write("l", "bar").write("n", "new\n");
+        },
+    );
+    let diff = up.diff(&a, &b);
+    let refused = |pin: &str, what: &str| {
+        let r = check_on(&fx, &up, pin, &diff);
+        assert_eq!(r["bundles"][0]["status"], "does_not_apply", "{what}: {r:#}");
+        let clone = fx.clone_at(&up, pin, &format!("git-{}", &pin[..8]));
+        let file = fx.write("refused.diff", &diff).display().to_string();
+        assert!(
+            !crate::harness::git_ok(&clone, &["apply", "--cached", "--check", &file]),
+            "{what}: git refuses it too"
+        );
+    };
+    // The rename's target already exists.
+    up.restore(&a);
+    up.write("t", "in the way\n");
+    refused(&up.commit("t exists"), "rename target");
+    // The file the bundle edits is a symbolic link at the pin.
+    up.restore(&a);
+    up.remove("l");
+    std::os::unix::fs::symlink("foo", up.path.join("l")).unwrap();
+    refused(&up.commit("l is a link"), "wrong type");
+    // A submodule where the bundle creates a file.
+    up.restore(&a);
+    let commit = up.head();
+    up.git(&[
+        "update-index",
+        "--add",
+        "--cacheinfo",
+        &format!("160000,{commit},n"),
+    ]);
+    up.git(&["commit", "-q", "-m", "n is a submodule"]);
+    refused(&up.head(), "submodule");
+}
+
+#[test]
+fn a_diff_without_a_and_b_prefixes_is_refused_when_packed() {
+    let fx = Fixture::new();
+    let (up, a, b) = two_commits(
+        &fx,
+        |up| {
+            up.write("b/file", "one\n");
+        },
+        |up| {
+            up.write("b/file", "two\n");
+        },
+    );
+    let diff = crate::harness::git_bytes(&up.path, &["diff", "--no-prefix", &a, &b]);
+    let path = fx.write("no-prefix.diff", &diff);
+    let err = fx.stderr(&["bundle", "pack", &path.display().to_string()], 2);
+    assert!(err.contains("--no-prefix"), "{err}");
+}
+
+#[test]
+fn zero_context_hunks_apply_where_their_headers_say() {
+    let fx = Fixture::new();
+    let numbered = |skip: usize| {
+        (1..=9)
+            .filter(|&i| i != skip)
+            .map(|i| format!("{i}\n"))
+            .collect::<String>()
+    };
+    let (up, a, b) = two_commits(
+        &fx,
+        |up| {
+            up.write("f", numbered(0)).write("g", numbered(0));
+        },
+        |up| {
+            up.write("f", numbered(3))
+                .write("g", numbered(9).replace("5\n", "five\n"));
+        },
+    );
+    let diff = crate::harness::git_bytes(&up.path, &["diff", "-U0", &a, &b]);
+    let r = check_on(&fx, &up, &a, &diff);
+    assert_eq!(r["tree"], up.tree(&b).as_str(), "{r:#}");
 }

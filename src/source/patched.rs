@@ -10,7 +10,7 @@
 //! binary patch or a submodule change are handed to libgit2's in-memory apply instead.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use git2::{ObjectType, Oid, Repository, Tree};
@@ -113,6 +113,15 @@ impl<'r> Folders<'r> {
             .map(|(_, mode, id)| (id, mode))
     }
 
+    /// Whether `path` holds a file, a link or a submodule.
+    fn occupied(&self, path: &str) -> bool {
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        self.folder(parent).is_some_and(|f| {
+            f.entries()
+                .any(|(n, mode, _)| n == name.as_bytes() && mode != TREE_MODE)
+        })
+    }
+
     /// The folders read so far, to be kept by another [`Folders`] of the same tree.
     fn into_read(self) -> HashMap<String, Option<Arc<RawFolder>>> {
         self.read.into_inner()
@@ -174,6 +183,14 @@ impl<'r> PatchedTree<'r> {
         }
     }
 
+    /// Whether something other than a folder is at `path` now: a file, a link or a submodule.
+    fn occupied(&self, path: &str) -> bool {
+        match self.changes.get(path) {
+            Some(e) => e.is_some(),
+            None => self.base.occupied(path),
+        }
+    }
+
     /// Applies one bundle's diff and returns the tree id it leaves. On failure nothing changes,
     /// and the failure says why, down to the file and hunk.
     pub fn apply(&mut self, patch: &Patch) -> Result<Oid, Failure> {
@@ -185,13 +202,8 @@ impl<'r> PatchedTree<'r> {
             self.apply_with_libgit2(patch)?;
             return self.tree_id().map_err(other);
         }
-        let mut step = Step {
-            tree: self,
-            read: self.read_sources(patch).map_err(other)?,
-            changes: BTreeMap::new(),
-            contents: Vec::new(),
-            made: Vec::new(),
-        };
+        let read = self.read_sources(patch).map_err(other)?;
+        let mut step = Step::new(self, patch, read);
         if let Err(reason) = patch
             .files
             .iter()
@@ -200,12 +212,7 @@ impl<'r> PatchedTree<'r> {
         {
             return Err(self.diagnose(patch, &reason));
         }
-        let Step {
-            changes,
-            contents,
-            made,
-            ..
-        } = step;
+        let (changes, contents, made) = step.finish();
         // Each new file's blob id, hashed on every core; then each checked against the
         // post-image the bundle's `index` line names.
         let ids = in_parallel(&contents, |chunk| {
@@ -378,9 +385,11 @@ impl<'r> PatchedTree<'r> {
         folder: &Folder<'_>,
         write: &mut WriteObject<'_>,
     ) -> Result<Option<Oid>, String> {
-        const GONE: i32 = 0;
         let mut entries: Vec<RawEntry<'_>> =
             base.map(|b| b.entries().collect()).unwrap_or_default();
+        // Entries keep their names and kinds (their sort keys) so that lookups stay valid;
+        // removal is marked apart.
+        let mut removed = vec![false; entries.len()];
         let find = |entries: &[RawEntry<'_>], name: &str| {
             [false, true].into_iter().find_map(|tree| {
                 entries
@@ -393,7 +402,7 @@ impl<'r> PatchedTree<'r> {
         let mut added: Vec<RawEntry<'_>> = Vec::new();
         for (name, sub) in &folder.folders {
             let path = format!("{prefix}{name}");
-            let at = find(&entries, name);
+            let at = find(&entries, name).filter(|&i| !removed[i]);
             let below = match at.map(|i| entries[i].1) {
                 Some(TREE_MODE) => Some(
                     self.base
@@ -408,13 +417,19 @@ impl<'r> PatchedTree<'r> {
             let built = self.build_folder(&format!("{path}/"), below.as_deref(), sub, write)?;
             match (built, at) {
                 (Some(id), Some(i)) if entries[i].1 == TREE_MODE => entries[i].2 = id,
-                (Some(id), _) => added.push((name.as_bytes(), TREE_MODE, id)),
-                (None, Some(i)) if entries[i].1 == TREE_MODE => entries[i].1 = GONE,
+                (Some(id), at) => {
+                    // A file the bundle removes gives way to a folder of the same name.
+                    if let Some(i) = at {
+                        removed[i] = true;
+                    }
+                    added.push((name.as_bytes(), TREE_MODE, id));
+                }
+                (None, Some(i)) if entries[i].1 == TREE_MODE => removed[i] = true,
                 (None, _) => {}
             }
         }
         for (name, entry) in &folder.files {
-            let at = find(&entries, name);
+            let at = find(&entries, name).filter(|&i| !removed[i]);
             let is_folder = at.is_some_and(|i| entries[i].1 == TREE_MODE)
                 || added.iter().any(|a| a.0 == name.as_bytes());
             match (entry, at) {
@@ -423,13 +438,17 @@ impl<'r> PatchedTree<'r> {
                         "{prefix}{name} is a folder in the tree, not a file"
                     ));
                 }
-                (Some((id, mode)), Some(i)) => entries[i] = (name.as_bytes(), *mode, *id),
+                (Some((id, mode)), Some(i)) => {
+                    entries[i].1 = *mode;
+                    entries[i].2 = *id;
+                }
                 (Some((id, mode)), None) => added.push((name.as_bytes(), *mode, *id)),
-                (None, Some(i)) if !is_folder => entries[i].1 = GONE,
+                (None, Some(i)) if !is_folder => removed[i] = true,
                 (None, _) => {}
             }
         }
-        entries.retain(|e| e.1 != GONE);
+        let mut kept = removed.iter();
+        entries.retain(|_| !kept.next().copied().unwrap_or(false));
         entries.append(&mut added);
         if entries.is_empty() {
             return Ok(None);
@@ -488,7 +507,18 @@ struct Step<'t, 'r> {
     contents: Vec<Vec<u8>>,
     /// Which section made which content.
     made: Vec<(usize, usize)>,
+    /// The paths the bundle deletes or renames away: as in git, they make way before
+    /// anything is written, so a rename may take a path another section vacates.
+    vacated: BTreeSet<String>,
 }
+
+/// What a bundle leaves: its changes (content index and mode, or removed), the contents, and
+/// which section made which content.
+type StepResult = (
+    BTreeMap<String, Option<(usize, i32)>>,
+    Vec<Vec<u8>>,
+    Vec<(usize, usize)>,
+);
 
 /// A file in the middle of a bundle: as it was before the bundle, or as an earlier section of
 /// the bundle left it.
@@ -497,7 +527,32 @@ enum Now<'s> {
     Changed(usize, i32),
 }
 
-impl Step<'_, '_> {
+impl Now<'_> {
+    fn mode(&self) -> i32 {
+        match self {
+            Now::Before((_, mode), _) | Now::Changed(_, mode) => *mode,
+        }
+    }
+}
+
+impl<'t, 'r> Step<'t, 'r> {
+    fn new(tree: &'t PatchedTree<'r>, patch: &Patch, read: HashMap<String, Source>) -> Self {
+        let vacated = patch
+            .files
+            .iter()
+            .filter(|f| matches!(f.change, Change::Deleted | Change::Renamed))
+            .filter_map(|f| f.old_path.clone())
+            .collect();
+        Step {
+            tree,
+            read,
+            changes: BTreeMap::new(),
+            contents: Vec::new(),
+            made: Vec::new(),
+            vacated,
+        }
+    }
+
     /// The file at `path` before the bundle.
     fn before(&self, path: &str) -> Result<Option<Now<'_>>, String> {
         match self.read.get(path) {
@@ -517,26 +572,55 @@ impl Step<'_, '_> {
         }
     }
 
+    /// Refuses to create `path` where something is: a file, link or submodule the bundle
+    /// does not delete or rename away (a folder shows when the tree is built).
+    fn free(&self, path: &str) -> Result<(), String> {
+        let taken = match self.changes.get(path) {
+            Some(change) => change.is_some(),
+            None => !self.vacated.contains(path) && self.tree.occupied(path),
+        };
+        if taken {
+            return Err(format!("{path} already exists"));
+        }
+        Ok(())
+    }
+
     /// Applies section number `section`; the error is a short reason for [`tree::diagnose`].
     fn file(&mut self, patch: &Patch, section: usize, file: &FilePatch) -> Result<(), String> {
         let path = file.path();
         let missing = |old: &str| format!("{old} does not exist");
         let old = match (file.change, &file.old_path) {
             (Change::Added, _) => {
-                if self.now(path)?.is_some() {
-                    return Err(format!("{path} already exists"));
-                }
+                self.free(path)?;
                 None
             }
             // A rename or copy takes its source as it was before the bundle, even when an
             // earlier section changed it (as git does: `git diff -C` lists a copy of a file
             // after the file's own change).
             (Change::Renamed | Change::Copied, Some(old)) => {
+                self.free(path)?;
                 Some(self.before(old)?.ok_or_else(|| missing(old))?)
             }
             (_, Some(old)) => Some(self.now(old)?.ok_or_else(|| missing(old))?),
             (_, None) => return Err(format!("{path}: the section names no old path")),
         };
+        // As git: the file must be of the type the bundle expects (a link is not a file).
+        if let (Some(now), Some(expected)) = (&old, file.old_mode) {
+            let kind = |mode: i32| {
+                if mode == 0o120000 {
+                    "symbolic link"
+                } else {
+                    "file"
+                }
+            };
+            if kind(now.mode()) != kind(expected as i32) {
+                return Err(format!(
+                    "{path} is a {} at the pin, but the bundle changes a {}",
+                    kind(now.mode()),
+                    kind(expected as i32)
+                ));
+            }
+        }
         let (before, old_mode): (&[u8], Option<i32>) = match &old {
             Some(Now::Before((_, mode), content)) => (content, Some(*mode)),
             Some(Now::Changed(content, mode)) => (&self.contents[*content], Some(*mode)),
@@ -551,21 +635,27 @@ impl Step<'_, '_> {
             self.changes.insert(path.to_owned(), None);
             return Ok(());
         }
-        let mode = file
-            .new_mode
-            .map(|m| m as i32)
-            .or(old_mode)
-            .unwrap_or(0o100644);
-        if file.change == Change::Renamed
-            && let Some(old) = &file.old_path
-        {
-            self.changes.insert(old.clone(), None);
-        }
+        // As git: a new mode only where the bundle changes it (the mode on an `index` line
+        // describes the file the bundle was made from), else the file keeps its own.
+        let set = file.change == Change::Added || file.old_mode != file.new_mode;
+        let mode = match (set, file.new_mode, old_mode) {
+            (true, Some(m), _) => m as i32,
+            (_, _, Some(m)) => m,
+            (_, m, None) => m.map_or(0o100644, |m| m as i32),
+        };
         self.contents.push(after);
         let content = self.contents.len() - 1;
         self.made.push((section, content));
         self.changes.insert(path.to_owned(), Some((content, mode)));
         Ok(())
+    }
+
+    /// What the bundle leaves: every path it renamed away and did not write again is removed.
+    fn finish(mut self) -> StepResult {
+        for path in std::mem::take(&mut self.vacated) {
+            self.changes.entry(path).or_insert(None);
+        }
+        (self.changes, self.contents, self.made)
     }
 }
 
@@ -613,7 +703,14 @@ fn apply_hunks(content: &[u8], patch: &Patch, file: &FilePatch) -> Result<Vec<u8
     for (n, hunk) in file.hunks.iter().enumerate() {
         let (pre, post) = hunk.exact_images(patch, file);
         let size = out.len() + input.len() - at;
-        let line = hunk.new_start.saturating_sub(1).min(size);
+        // Where the hunk's lines start in the file as the earlier hunks left it. A hunk that
+        // leaves no lines (a deletion made with -U0) names the line before it.
+        let line = if hunk.new_lines == 0 {
+            hunk.new_start
+        } else {
+            hunk.new_start.saturating_sub(1)
+        }
+        .min(size);
         if line < out.len() {
             // A hunk before the end of the last one (only a hand-made diff does this): go on
             // from the image as it is now.
