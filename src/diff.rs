@@ -116,6 +116,15 @@ impl FilePatch {
             .fold((0, 0), |(a, r), h| (a + h.added, r + h.removed))
     }
 
+    /// The lines after a `GIT binary patch` header (empty for a text section).
+    pub fn binary_body<'a>(&self, patch: &'a Patch) -> &'a [u8] {
+        if self.binary {
+            &patch.raw[self.body.clone()]
+        } else {
+            &[]
+        }
+    }
+
     /// Whether the section leaves a symbolic link at its new path.
     pub fn creates_symlink(&self) -> bool {
         self.new_path.is_some() && self.new_mode == Some(0o120000)

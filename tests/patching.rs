@@ -538,3 +538,53 @@ fn zero_context_hunks_apply_where_their_headers_say() {
     let r = check_on(&fx, &up, &a, &diff);
     assert_eq!(r["tree"], up.tree(&b).as_str(), "{r:#}");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// Binary files (git's `literal` and `delta` patches) changed at random give the tip's
+    /// tree, and the bundle does not apply to any other version of the file.
+    #[test]
+    fn binary_patches_give_the_tips_tree(
+        blob in prop::collection::vec(any::<u8>(), 1..6000),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..12),
+        other in any::<u8>(),
+    ) {
+        let fx = Fixture::new();
+        let mut blob = blob;
+        blob.push(0); // binary to git
+        let mut changed = blob.clone();
+        for (at, byte, how) in &edits {
+            let i = at.index(changed.len());
+            match how {
+                0 => changed[i] = *byte,
+                1 => changed.insert(i, *byte),
+                _ => changed.truncate(i.max(1)),
+            }
+        }
+        let (up, a, b) = two_commits(
+            &fx,
+            |up| {
+                up.write("data.bin", &blob).write("k", "k\n");
+            },
+            |up| {
+                up.write("data.bin", &changed).write("new.bin", [0u8, other, 1, 2]);
+            },
+        );
+        prop_assume!(up.tree(&a) != up.tree(&b));
+        let diff = up.diff(&a, &b);
+        prop_assert!(String::from_utf8_lossy(&diff).contains("GIT binary patch"));
+        let r = check_on(&fx, &up, &a, &diff);
+        let want = up.tree(&b);
+        prop_assert_eq!(r["tree"].as_str(), Some(want.as_str()), "{:#}", r);
+        // On another version of the file, git refuses and so does pinstack.
+        up.restore(&a);
+        let mut moved = blob.clone();
+        moved[0] = moved[0].wrapping_add(1);
+        up.write("data.bin", &moved);
+        let pin = up.commit("the file moved on");
+        let r = check_on(&fx, &up, &pin, &diff);
+        prop_assert_eq!(&r["bundles"][0]["status"], "does_not_apply", "{:#}", r);
+        prop_assert_eq!(&r["bundles"][0]["diagnosis"], "binary", "{:#}", r);
+    }
+}

@@ -1,6 +1,7 @@
 //! The source layer: pinned checkouts, bundles applied in memory and on disk, CI checks, locks.
 
 mod apply;
+mod binary;
 mod bundles;
 mod capture;
 mod check;

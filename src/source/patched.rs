@@ -4,10 +4,13 @@
 //!
 //! Text hunks are applied here, the way libgit2 and `git apply` without fuzz apply them: each
 //! hunk at exactly the line its header names (counted in the file as the earlier hunks left
-//! it), its context and removed lines compared byte for byte, line endings included. Beyond
-//! libgit2, as git does: a new file must not exist yet, a deleted file must be empty once its
-//! hunks are taken out, a section without a mode keeps the file's mode. Bundles holding a
-//! binary patch or a submodule change are handed to libgit2's in-memory apply instead.
+//! it), its context and removed lines compared byte for byte, line endings included; binary
+//! patches too ([`super::binary`]), each only to the very file it was made from. Beyond
+//! libgit2, as git does: paths a bundle deletes or renames away make way first; a new file,
+//! rename or copy must not land on an existing file, link or submodule; a deleted file must be
+//! empty once its hunks are taken out; a link is not taken for a file; a file keeps its mode
+//! unless the bundle changes it. Bundles holding a submodule change are handed to libgit2's
+//! in-memory apply instead.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -626,8 +629,22 @@ impl<'t, 'r> Step<'t, 'r> {
             Some(Now::Changed(content, mode)) => (&self.contents[*content], Some(*mode)),
             None => (&[], None),
         };
-        let after = apply_hunks(before, patch, file)
-            .map_err(|n| format!("hunk {n} of {path} does not apply"))?;
+        let after = if file.binary {
+            // As git: a binary patch applies only to the very file it was made from.
+            if let (Some(want), Some(_)) = (&file.old_id, &old) {
+                let have = Oid::hash_object(ObjectType::Blob, before)
+                    .map_err(|e| e.message().to_owned())?
+                    .to_string();
+                if !have.starts_with(want.as_str()) {
+                    return Err(format!("binary file {path} is not the bundle's pre-image"));
+                }
+            }
+            super::binary::apply(file.binary_body(patch), before)
+                .map_err(|e| format!("{path}: {e}"))?
+        } else {
+            apply_hunks(before, patch, file)
+                .map_err(|n| format!("hunk {n} of {path} does not apply"))?
+        };
         if file.change == Change::Deleted {
             if !after.is_empty() {
                 return Err(format!("removing {path} leaves content behind"));
@@ -732,11 +749,12 @@ fn apply_hunks(content: &[u8], patch: &Patch, file: &FilePatch) -> Result<Vec<u8
     Ok(out.concat())
 }
 
-/// A bundle holding a binary patch or a submodule change goes to libgit2.
+/// A bundle holding a submodule change goes to libgit2.
 fn needs_libgit2(patch: &Patch) -> bool {
-    patch.files.iter().any(|f| {
-        f.binary || f.old_mode == Some(SUBMODULE_MODE) || f.new_mode == Some(SUBMODULE_MODE)
-    })
+    patch
+        .files
+        .iter()
+        .any(|f| f.old_mode == Some(SUBMODULE_MODE) || f.new_mode == Some(SUBMODULE_MODE))
 }
 
 /// Git's order of tree entries: by name, a folder's name compared as if it ended in `/`.
