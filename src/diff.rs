@@ -223,7 +223,7 @@ impl Patch {
             for range in &file.header {
                 let line = &self.raw[range.clone()];
                 let start = raw.len();
-                match rewrite_header_line(line, old_path.as_deref(), new_path.as_deref(), quote) {
+                match rewrite_header_line(line, old_path.as_deref(), new_path.as_deref()) {
                     Some(text) => raw.extend_from_slice(text.as_bytes()),
                     None => raw.extend_from_slice(line),
                 }
@@ -242,45 +242,6 @@ impl Patch {
         let patch = Patch { raw, files };
         patch.check_paths()?;
         Ok(patch)
-    }
-
-    /// The diff text as libgit2 1.9 reads it, with every path replaced by `name(path)`. With
-    /// names free of spaces and quotes, libgit2's cutting of an unquoted path at its first
-    /// space (libgit2#6294) cannot arise; a section that ends at its `index` line, as an empty
-    /// file added or deleted does, gets the `-- ` separator of `git format-patch`, without
-    /// which libgit2 refuses it (libgit2#6778).
-    pub fn renamed_for_libgit2(&self, name: impl Fn(&str) -> String) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.raw.len() + 16 * self.files.len());
-        for (i, file) in self.files.iter().enumerate() {
-            let end = self
-                .files
-                .get(i + 1)
-                .map_or(self.raw.len(), |next| next.header[0].start);
-            let old = file.old_path.as_deref().map(&name);
-            let new = file.new_path.as_deref().map(&name);
-            for range in &file.header {
-                let line = &self.raw[range.clone()];
-                match rewrite_header_line(line, old.as_deref(), new.as_deref(), plain) {
-                    Some(text) => out.extend_from_slice(text.as_bytes()),
-                    None => out.extend_from_slice(line),
-                }
-            }
-            let ends_at_index = !file.binary
-                && file.hunks.is_empty()
-                && file
-                    .header
-                    .last()
-                    .is_some_and(|r| self.raw[r.clone()].starts_with(b"index "));
-            if ends_at_index {
-                if !out.ends_with(b"\n") {
-                    out.push(b'\n');
-                }
-                out.extend_from_slice(b"-- \n");
-            }
-            let body = file.header.last().map_or(end, |r| r.end);
-            out.extend_from_slice(&self.raw[body..end]);
-        }
-        out
     }
 
     /// Refuses any path that would write outside the repository or inside `.git`, and any
@@ -344,12 +305,8 @@ pub fn check_path(path: &str) -> Result<(), DiffError> {
     Ok(())
 }
 
-fn rewrite_header_line(
-    line: &[u8],
-    old: Option<&str>,
-    new: Option<&str>,
-    quote: fn(&str) -> String,
-) -> Option<String> {
+/// A header line naming paths, rewritten to name `old` and `new` (quoted as git quotes).
+fn rewrite_header_line(line: &[u8], old: Option<&str>, new: Option<&str>) -> Option<String> {
     let either = || new.or(old).unwrap_or_default();
     // git ends a `---`/`+++` name that holds a space with a tab, for the sake of `patch`.
     let side = |p: Option<&str>, prefix: &str| match p {
@@ -387,11 +344,6 @@ fn rewrite_header_line(
 /// Quotes a path the way git does when it holds `"`, `\`, control or non-ASCII bytes.
 pub fn quote(path: &str) -> String {
     quote_if(path, needs_quotes(path))
-}
-
-/// A path as it is (one that needs no quotes).
-fn plain(path: &str) -> String {
-    path.to_owned()
 }
 
 fn needs_quotes(path: &str) -> bool {

@@ -5,7 +5,7 @@
 
 use proptest::prelude::*;
 
-use crate::harness::{Fixture, Pin, Upstream};
+use crate::harness::{Fixture, Pin, Upstream, git, git_ok};
 
 /// Paths a case may use: nested folders, a name that is a file in one commit and a folder in
 /// another (`p` and `p/q`), a name with a space, and a symbolic link (`link`).
@@ -471,7 +471,7 @@ fn what_git_refuses_to_create_or_change_pinstack_refuses() {
         let clone = fx.clone_at(&up, pin, &format!("git-{}", &pin[..8]));
         let file = fx.write("refused.diff", &diff).display().to_string();
         assert!(
-            !crate::harness::git_ok(&clone, &["apply", "--cached", "--check", &file]),
+            !git_ok(&clone, &["apply", "--cached", "--check", &file]),
             "{what}: git refuses it too"
         );
     };
@@ -587,4 +587,46 @@ proptest! {
         prop_assert_eq!(&r["bundles"][0]["status"], "does_not_apply", "{:#}", r);
         prop_assert_eq!(&r["bundles"][0]["diagnosis"], "binary", "{:#}", r);
     }
+}
+
+#[test]
+fn a_bundle_that_moves_a_submodule_gives_gits_tree() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("a", "a\n");
+    let first = up.commit("first");
+    let link = |commit: &str| {
+        up.git(&[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            &format!("160000,{commit},sub"),
+        ]);
+        up.git(&["commit", "-q", "-m", "sub"]);
+        up.head()
+    };
+    let a = link(&first);
+    up.write("a", "b\n");
+    let second = up.commit("second");
+    let b = link(&second);
+    let diff = up.diff(&a, &b);
+    assert!(String::from_utf8_lossy(&diff).contains("Subproject commit"));
+    let r = check_on(&fx, &up, &a, &diff);
+    assert_eq!(r["tree"], up.tree(&b).as_str(), "{r:#}");
+    // git agrees, applying to the index.
+    let clone = fx.clone_at(&up, &a, "git-side");
+    let file = fx.write("sub.diff", &diff).display().to_string();
+    git(&clone, &["apply", "--cached", &file]);
+    assert_eq!(git(&clone, &["write-tree"]), up.tree(&b));
+    // Where the pin has the submodule at another commit, git refuses and so does pinstack.
+    up.restore(&a);
+    let pin = link(&b);
+    let r = check_on(&fx, &up, &pin, &diff);
+    assert_eq!(r["bundles"][0]["status"], "does_not_apply", "{r:#}");
+    assert!(
+        r["bundles"][0]["detail"].as_str().unwrap().contains("sub"),
+        "{r:#}"
+    );
+    let clone = fx.clone_at(&up, &pin, "git-moved");
+    assert!(!git_ok(&clone, &["apply", "--cached", "--check", &file]));
 }

@@ -112,35 +112,6 @@ proptest! {
     }
 
     #[test]
-    fn libgit2_reads_the_paths_pinstack_reads(
-        p in safe_path(4),
-        q in safe_path(3),
-        base in prop::option::of(safe_path(2)),
-    ) {
-        let mut patch = Patch::parse(sections(&p, &q).into_bytes()).unwrap();
-        if let Some(base) = &base {
-            patch = patch.place_under(base).unwrap();
-        }
-        // pinstack hands libgit2 the diff with each path renamed; libgit2 must read every
-        // section, under exactly the names given.
-        let name = |p: &str| format!("n-{}", p.replace(['/', ' '], "_"));
-        let diff = git2::Diff::from_buffer(&patch.renamed_for_libgit2(name))
-            .map_err(|e| TestCaseError::fail(format!("libgit2: {e}")))?;
-        let path = |f: git2::DiffFile<'_>| f.path().map(|p| p.to_str().unwrap().to_owned());
-        let deltas: Vec<_> = diff
-            .deltas()
-            .map(|d| (path(d.old_file()), path(d.new_file())))
-            .collect();
-        prop_assert_eq!(deltas.len(), patch.files.len());
-        for (file, (old, new)) in patch.files.iter().zip(&deltas) {
-            prop_assert_eq!(new, &file.new_path.as_deref().map(name));
-            if file.old_path.is_some() {
-                prop_assert_eq!(old, &file.old_path.as_deref().map(name));
-            }
-        }
-    }
-
-    #[test]
     fn safe_paths_are_accepted(p in safe_path(5)) {
         prop_assert!(check_path(&p).is_ok(), "{p:?} refused");
     }

@@ -5,12 +5,12 @@
 //! Text hunks are applied here, the way libgit2 and `git apply` without fuzz apply them: each
 //! hunk at exactly the line its header names (counted in the file as the earlier hunks left
 //! it), its context and removed lines compared byte for byte, line endings included; binary
-//! patches too ([`super::binary`]), each only to the very file it was made from. Beyond
-//! libgit2, as git does: paths a bundle deletes or renames away make way first; a new file,
-//! rename or copy must not land on an existing file, link or submodule; a deleted file must be
-//! empty once its hunks are taken out; a link is not taken for a file; a file keeps its mode
-//! unless the bundle changes it. Bundles holding a submodule change are handed to libgit2's
-//! in-memory apply instead.
+//! patches too ([`super::binary`]), each only to the very file it was made from, and submodule
+//! moves (`Subproject commit`), each only from the commit the tree has. Beyond libgit2, as git
+//! does: paths a bundle deletes or renames away make way first; a new file, rename or copy
+//! must not land on an existing file, link or submodule; a deleted file must be empty once its
+//! hunks are taken out; a link is not taken for a file; a file keeps its mode unless the
+//! bundle changes it.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -25,7 +25,7 @@ use crate::diff::{Change, FilePatch, Patch};
 pub type Entry = (Oid, i32);
 
 const TREE_MODE: i32 = 0o040000;
-const SUBMODULE_MODE: u32 = 0o160000;
+const SUBMODULE: i32 = 0o160000;
 
 /// A base tree with changed files laid over it.
 pub struct PatchedTree<'r> {
@@ -116,6 +116,15 @@ impl<'r> Folders<'r> {
             .map(|(_, mode, id)| (id, mode))
     }
 
+    /// The commit of the submodule at `path`, if there is one.
+    fn submodule(&self, path: &str) -> Option<Oid> {
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        self.folder(parent)?
+            .entries()
+            .find(|(n, mode, _)| *n == name.as_bytes() && *mode == SUBMODULE)
+            .map(|(_, _, id)| id)
+    }
+
     /// Whether `path` holds a file, a link or a submodule.
     fn occupied(&self, path: &str) -> bool {
         let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
@@ -186,6 +195,15 @@ impl<'r> PatchedTree<'r> {
         }
     }
 
+    /// The commit of the submodule at `path` now, if there is one.
+    fn submodule(&self, path: &str) -> Option<Oid> {
+        match self.changes.get(path) {
+            Some(Some((id, SUBMODULE))) => Some(*id),
+            Some(_) => None,
+            None => self.base.submodule(path),
+        }
+    }
+
     /// Whether something other than a folder is at `path` now: a file, a link or a submodule.
     fn occupied(&self, path: &str) -> bool {
         match self.changes.get(path) {
@@ -201,10 +219,6 @@ impl<'r> PatchedTree<'r> {
             &|p| self.entry(p).is_some_and(|(_, m)| m == 0o120000),
             patch,
         )?;
-        if needs_libgit2(patch) {
-            self.apply_with_libgit2(patch)?;
-            return self.tree_id().map_err(other);
-        }
         let read = self.read_sources(patch).map_err(other)?;
         let mut step = Step::new(self, patch, read);
         if let Err(reason) = patch
@@ -215,7 +229,7 @@ impl<'r> PatchedTree<'r> {
         {
             return Err(self.diagnose(patch, &reason));
         }
-        let (changes, contents, made) = step.finish();
+        let (changes, contents, made, links) = step.finish();
         // Each new file's blob id, hashed on every core; then each checked against the
         // post-image the bundle's `index` line names.
         let ids = in_parallel(&contents, |chunk| {
@@ -239,7 +253,10 @@ impl<'r> PatchedTree<'r> {
         }
         let before = self.changes.clone();
         for (path, change) in changes {
-            let entry = change.map(|(content, mode)| (ids[content], mode));
+            let entry = change.map(|(made, mode)| match mode {
+                SUBMODULE => (links[made], mode),
+                _ => (ids[made], mode),
+            });
             self.changes.insert(path, entry);
         }
         match self.tree_id() {
@@ -463,30 +480,6 @@ impl<'r> PatchedTree<'r> {
             .map_err(|e| e.message().to_owned())
     }
 
-    /// libgit2's apply, for what pinstack does not apply itself: the tree so far is written,
-    /// libgit2 applies the bundle to it, and the paths the bundle touched are read back.
-    fn apply_with_libgit2(&mut self, patch: &Patch) -> Result<(), Failure> {
-        let now = self.write().map_err(|e| other(e.message().to_owned()))?;
-        let after = tree::apply_with_libgit2(self.repo, &now, patch)?;
-        let after = self
-            .repo
-            .find_tree(after)
-            .map_err(|e| other(e.message().to_owned()))?;
-        for file in &patch.files {
-            for path in [&file.old_path, &file.new_path].into_iter().flatten() {
-                let entry = super::worktree::entry(&after, path);
-                if let Some((id, _)) = entry
-                    && !self.blobs.contains_key(&id)
-                    && let Ok(blob) = self.repo.find_blob(id)
-                {
-                    self.blobs.insert(id, blob.content().to_vec());
-                }
-                self.changes.insert(path.clone(), entry);
-            }
-        }
-        Ok(())
-    }
-
     /// Explains a failed bundle against the tree as it was before it.
     fn diagnose(&self, patch: &Patch, reason: &str) -> Failure {
         match self.write() {
@@ -513,14 +506,17 @@ struct Step<'t, 'r> {
     /// The paths the bundle deletes or renames away: as in git, they make way before
     /// anything is written, so a rename may take a path another section vacates.
     vacated: BTreeSet<String>,
+    /// The commits submodules are moved to; a change with mode `SUBMODULE` indexes these.
+    links: Vec<Oid>,
 }
 
-/// What a bundle leaves: its changes (content index and mode, or removed), the contents, and
-/// which section made which content.
+/// What a bundle leaves: its changes (content or submodule commit index and mode, or
+/// removed), the contents, which section made which content, and the submodule commits.
 type StepResult = (
     BTreeMap<String, Option<(usize, i32)>>,
     Vec<Vec<u8>>,
     Vec<(usize, usize)>,
+    Vec<Oid>,
 );
 
 /// A file in the middle of a bundle: as it was before the bundle, or as an earlier section of
@@ -553,6 +549,7 @@ impl<'t, 'r> Step<'t, 'r> {
             contents: Vec::new(),
             made: Vec::new(),
             vacated,
+            links: Vec::new(),
         }
     }
 
@@ -569,6 +566,7 @@ impl<'t, 'r> Step<'t, 'r> {
     /// The file at `path` now.
     fn now(&self, path: &str) -> Result<Option<Now<'_>>, String> {
         match self.changes.get(path) {
+            Some(Some((_, SUBMODULE))) => Err(format!("{path} is a submodule, not a file")),
             Some(Some((content, mode))) => Ok(Some(Now::Changed(*content, *mode))),
             Some(None) => Ok(None),
             None => self.before(path),
@@ -588,8 +586,80 @@ impl<'t, 'r> Step<'t, 'r> {
         Ok(())
     }
 
+    /// The commit of the submodule at `path` now, if there is one.
+    fn submodule_now(&self, path: &str) -> Option<Oid> {
+        match self.changes.get(path) {
+            Some(Some((i, SUBMODULE))) => Some(self.links[*i]),
+            Some(_) => None,
+            None if self.vacated.contains(path) => None,
+            None => self.tree.submodule(path),
+        }
+    }
+
+    /// A section that adds, moves or removes a submodule: one line, `Subproject commit <id>`,
+    /// on each side it has.
+    fn submodule(&mut self, patch: &Patch, file: &FilePatch) -> Result<(), String> {
+        let path = file.path();
+        let commit = |lines: Vec<&[u8]>| -> Result<Option<Oid>, String> {
+            let bad = || format!("{path}: a submodule section names one `Subproject commit`");
+            match lines.as_slice() {
+                [] => Ok(None),
+                [line] => std::str::from_utf8(line)
+                    .ok()
+                    .and_then(|l| l.strip_prefix("Subproject commit "))
+                    .and_then(|id| Oid::from_str(id.trim()).ok())
+                    .map(Some)
+                    .ok_or_else(bad),
+                _ => Err(bad()),
+            }
+        };
+        let (old, new) = match file.hunks.as_slice() {
+            [] => (None, None),
+            [hunk] => (
+                commit(hunk.preimage(patch, file))?,
+                commit(hunk.postimage(patch, file))?,
+            ),
+            _ => return Err(format!("{path}: a submodule section has one hunk")),
+        };
+        match file.change {
+            Change::Added => self.free(path)?,
+            Change::Modified | Change::Deleted => {
+                let now = self.submodule_now(path);
+                if now.is_none() || now != old {
+                    let at =
+                        now.map_or("no submodule".to_owned(), |id| format!("submodule at {id}"));
+                    let want = old.map_or("none".to_owned(), |id| id.to_string());
+                    return Err(format!(
+                        "{path}: the pin has {at}, the bundle moves it from {want}"
+                    ));
+                }
+            }
+            Change::Renamed | Change::Copied => {
+                return Err(format!(
+                    "{path}: a bundle cannot rename or copy a submodule"
+                ));
+            }
+        }
+        match (file.change, new) {
+            (Change::Deleted, _) => {
+                self.changes.insert(path.to_owned(), None);
+            }
+            (_, Some(id)) => {
+                self.links.push(id);
+                let i = self.links.len() - 1;
+                self.changes.insert(path.to_owned(), Some((i, SUBMODULE)));
+            }
+            (_, None) => return Err(format!("{path}: the section names no commit")),
+        }
+        Ok(())
+    }
+
     /// Applies section number `section`; the error is a short reason for [`tree::diagnose`].
     fn file(&mut self, patch: &Patch, section: usize, file: &FilePatch) -> Result<(), String> {
+        let submodule = Some(SUBMODULE as u32);
+        if file.old_mode == submodule || file.new_mode == submodule {
+            return self.submodule(patch, file);
+        }
         let path = file.path();
         let missing = |old: &str| format!("{old} does not exist");
         let old = match (file.change, &file.old_path) {
@@ -672,7 +742,7 @@ impl<'t, 'r> Step<'t, 'r> {
         for path in std::mem::take(&mut self.vacated) {
             self.changes.entry(path).or_insert(None);
         }
-        (self.changes, self.contents, self.made)
+        (self.changes, self.contents, self.made, self.links)
     }
 }
 
@@ -747,14 +817,6 @@ fn apply_hunks(content: &[u8], patch: &Patch, file: &FilePatch) -> Result<Vec<u8
     }
     out.extend_from_slice(&input[at..]);
     Ok(out.concat())
-}
-
-/// A bundle holding a submodule change goes to libgit2.
-fn needs_libgit2(patch: &Patch) -> bool {
-    patch
-        .files
-        .iter()
-        .any(|f| f.old_mode == Some(SUBMODULE_MODE) || f.new_mode == Some(SUBMODULE_MODE))
 }
 
 /// Git's order of tree entries: by name, a folder's name compared as if it ended in `/`.

@@ -1,10 +1,9 @@
-//! Applying a bundle to a tree in memory with libgit2, and explaining why a bundle does not apply.
+//! Applying a bundle to a tree in memory, and explaining why a bundle does not apply.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 
-use git2::build::TreeUpdateBuilder;
-use git2::{Diff, FileMode, ObjectType, Oid, Repository, Tree, TreeWalkMode, TreeWalkResult};
+use git2::{ObjectType, Oid, Repository, Tree, TreeWalkMode, TreeWalkResult};
 
 use super::patched::PatchedTree;
 use crate::diff::{Change, FilePatch, Hunk, Patch};
@@ -78,121 +77,6 @@ pub fn apply_patch(repo: &Repository, base: &Tree<'_>, patch: &Patch) -> Result<
         hunk: None,
         detail: e.message().to_owned(),
     })
-}
-
-/// Applies a diff onto `base` with libgit2's in-memory apply, for what pinstack does not apply
-/// itself (binary patches, submodules); returns the resulting tree id.
-pub(super) fn apply_with_libgit2(
-    repo: &Repository,
-    base: &Tree<'_>,
-    patch: &Patch,
-) -> Result<Oid, Failure> {
-    let paths: Vec<&str> = patch
-        .files
-        .iter()
-        .flat_map(|f| [f.old_path.as_deref(), f.new_path.as_deref()])
-        .flatten()
-        .collect::<BTreeSet<&str>>()
-        .into_iter()
-        .collect();
-    let tree_id = match apply_to_paths(repo, base, patch, &paths) {
-        Ok(id) => id,
-        Err(e) => {
-            // libgit2 names the flat names; the person needs the real ones.
-            let mut message = e.message().to_owned();
-            for (i, path) in paths.iter().enumerate().rev() {
-                message = message.replace(&flat_name(i), path);
-            }
-            return Err(diagnose(repo, base, patch, &message));
-        }
-    };
-    let tree = repo.find_tree(tree_id).map_err(|e| Failure {
-        diagnosis: Diagnosis::Other,
-        file: None,
-        hunk: None,
-        detail: e.message().to_owned(),
-    })?;
-    check_postimages(&tree, patch)?;
-    Ok(tree_id)
-}
-
-/// The name path number `i` of a bundle has in the flat tree libgit2 applies it to.
-fn flat_name(i: usize) -> String {
-    format!("pinstack-path-{i:06}")
-}
-
-/// Applies the diff with libgit2 to a flat tree holding only the paths the diff touches (each
-/// under a name of its own, in one folder), then writes the results into `base` with a tree
-/// update. libgit2's own apply reads the whole tree into an index and writes it all back; this
-/// costs what the diff touches, not what the tree holds, and writes one small tree, not one
-/// per folder on the way to each path.
-fn apply_to_paths(
-    repo: &Repository,
-    base: &Tree<'_>,
-    patch: &Patch,
-    paths: &[&str],
-) -> Result<Oid, git2::Error> {
-    // A path that would go under a file of the tree is a conflict the flat tree cannot see.
-    for path in paths {
-        for (i, _) in path.match_indices('/') {
-            if base
-                .get_path(Path::new(&path[..i]))
-                .is_ok_and(|e| e.kind() == Some(ObjectType::Blob))
-            {
-                return Err(git2::Error::from_str(&format!(
-                    "{path}: {} is a file in the tree",
-                    &path[..i]
-                )));
-            }
-        }
-    }
-    let number: HashMap<&str, usize> = paths.iter().enumerate().map(|(i, p)| (*p, i)).collect();
-    let text = patch.renamed_for_libgit2(|p| flat_name(number[p]));
-    let diff = Diff::from_buffer(&text)?;
-    let mut small = repo.treebuilder(None)?;
-    for (i, path) in paths.iter().enumerate() {
-        if let Ok(e) = base.get_path(Path::new(path))
-            && e.kind() == Some(ObjectType::Blob)
-        {
-            small.insert(flat_name(i), e.id(), e.filemode())?;
-        }
-    }
-    let small = repo.find_tree(small.write()?)?;
-    let index = repo.apply_to_tree(&small, &diff, None)?;
-    let mut update = TreeUpdateBuilder::new();
-    for (i, path) in paths.iter().enumerate() {
-        match index.get_path(Path::new(&flat_name(i)), 0) {
-            Some(e) => update.upsert(*path, e.id, file_mode(e.mode as i32)),
-            None => update.remove(*path),
-        };
-    }
-    update.create_updated(repo, base)
-}
-
-fn file_mode(mode: i32) -> FileMode {
-    match mode {
-        0o100755 => FileMode::BlobExecutable,
-        0o120000 => FileMode::Link,
-        0o160000 => FileMode::Commit,
-        _ => FileMode::Blob,
-    }
-}
-
-/// Each file's blob after applying must match the post-image on the diff's `index` line.
-fn check_postimages(tree: &Tree<'_>, patch: &Patch) -> Result<(), Failure> {
-    for file in &patch.files {
-        let (Some(path), Some(want)) = (&file.new_path, &file.new_id) else {
-            continue;
-        };
-        let got = tree
-            .get_path(Path::new(path))
-            .map(|e| e.id().to_string())
-            .unwrap_or_default();
-        if !got.starts_with(want.as_str()) {
-            return Err(postimage_failure(path, &got, want));
-        }
-    }
-    Ok(())
 }
 
 /// The failure of a file whose blob after applying is `got`, not the bundle's `want`.
