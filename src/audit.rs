@@ -260,20 +260,25 @@ fn full(
     let (changed, ignored) = source::changed_and_ignored(r, name)?;
     report.ignored = ignored;
     let pin_tree = git::commit_tree(r, name, &repo.commit)?;
+    // One engine across the bundles (each bundle's tree is written to the in-memory store, for
+    // telling which bundle made which change).
+    let mut patched = source::PatchedTree::new(r, pin_tree.id())
+        .map_err(local(name, "reading the pinned tree"))?;
     let mut trees = vec![pin_tree.id()];
     for b in loaded {
-        let base = r
-            .find_tree(*trees.last().unwrap_or(&pin_tree.id()))
-            .map_err(local(name, "reading a tree"))?;
-        let next =
-            source::apply_patch(r, &base, &b.patch).map_err(|f| SourceError::NotAsPinned {
+        patched
+            .apply(&b.patch)
+            .map_err(|f| SourceError::NotAsPinned {
                 repo: name.clone(),
                 message: format!(
                     "bundle {} does not apply to its pin ({}); run `pinstack check {name}`",
                     b.label, f.detail
                 ),
             })?;
-        trees.push(next);
+        let next = patched
+            .write()
+            .map_err(local(name, "building the patched tree"))?;
+        trees.push(next.id());
     }
     let expected_id = *trees.last().unwrap_or(&pin);
     let expected = r

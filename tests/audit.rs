@@ -1375,3 +1375,34 @@ fn the_adopting_entry_is_a_result_and_names_the_bundle_as_pins_yaml_reads_it() {
     let v = s.fx.json(&["--pins", "conf/pins.yaml", "audit"], 0);
     assert_eq!(v["repos"][0]["bundles"][2]["state"], "applied", "{v:#}");
 }
+
+#[test]
+fn two_bundles_the_second_large_audit_clean() {
+    // The second bundle reads enough files to be read on every core; its base is the first
+    // bundle's tree, which exists only in memory.
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    for i in 0..160 {
+        up.write(
+            &format!("d{}/f{i}.txt", i % 7),
+            format!("file {i}\nline two\n"),
+        );
+    }
+    let base = up.commit("base");
+    up.write("d0/f0.txt", "file 0 changed\nline two\n");
+    let first = up.commit("first bundle");
+    for i in 1..160 {
+        up.write(
+            &format!("d{}/f{i}.txt", i % 7),
+            format!("file {i}\nline two changed\n"),
+        );
+    }
+    let second = up.commit("second bundle");
+    let diffs = [up.diff(&base, &first), up.diff(&first, &second)];
+    let tree = fx.assert_apply_like_git(&up, &base, &[(&diffs[0], None), (&diffs[1], None)]);
+    assert_eq!(tree, up.tree(&second));
+    let v = fx.json(&["audit"], 0);
+    let repo = &v["repos"][0];
+    assert_eq!(repo["clean_as_pinned"], true, "{repo:#}");
+    assert_eq!(repo["counts"]["patched"], 160, "{repo:#}");
+}

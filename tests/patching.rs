@@ -630,3 +630,64 @@ fn a_bundle_that_moves_a_submodule_gives_gits_tree() {
     let clone = fx.clone_at(&up, &pin, "git-moved");
     assert!(!git_ok(&clone, &["apply", "--cached", "--check", &file]));
 }
+
+#[test]
+fn a_bundle_that_removes_a_submodule_gives_gits_tree() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("a", "a\n");
+    let first = up.commit("first");
+    up.git(&[
+        "update-index",
+        "--add",
+        "--cacheinfo",
+        &format!("160000,{first},sub"),
+    ]);
+    up.git(&["commit", "-q", "-m", "sub"]);
+    let a = up.head();
+    up.git(&["rm", "-q", "--cached", "sub"]);
+    up.git(&["commit", "-q", "-m", "no sub"]);
+    let b = up.head();
+    let r = check_on(&fx, &up, &a, &up.diff(&a, &b));
+    assert_eq!(r["tree"], up.tree(&b).as_str(), "{r:#}");
+}
+
+#[test]
+fn the_diagnosis_is_about_the_section_that_failed() {
+    // `x` turns from a file into a link: git writes a deletion and a creation of `x`, and the
+    // creation, read alone against the pin, looks like a file that already exists. What fails
+    // on the moved pin is `z.txt`, and that is what the diagnosis names.
+    let fx = Fixture::new();
+    let z = |line5: &str| {
+        (1..=9)
+            .map(|i| {
+                if i == 5 {
+                    format!("{line5}\n")
+                } else {
+                    format!("z {i}\n")
+                }
+            })
+            .collect::<String>()
+    };
+    let (up, a, b) = two_commits(
+        &fx,
+        |up| {
+            up.write("x", "x\n").write("z.txt", z("z 5"));
+        },
+        |up| {
+            up.remove("x").write("z.txt", z("z five"));
+            std::os::unix::fs::symlink("z.txt", up.path.join("x")).unwrap();
+        },
+    );
+    let diff = up.diff(&a, &b);
+    assert!(String::from_utf8_lossy(&diff).contains("new file mode 120000"));
+    assert_eq!(check_on(&fx, &up, &a, &diff)["tree"], up.tree(&b).as_str());
+    up.restore(&a);
+    up.write("z.txt", z("z 5").replace("z 4\n", "z 4 moved on\n"));
+    let pin = up.commit("z moved on");
+    let r = check_on(&fx, &up, &pin, &diff);
+    let bundle = &r["bundles"][0];
+    assert_eq!(bundle["status"], "does_not_apply", "{r:#}");
+    assert_eq!(bundle["file"], "z.txt", "{r:#}");
+    assert_eq!(bundle["diagnosis"], "context", "{r:#}");
+}

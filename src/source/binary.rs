@@ -22,7 +22,8 @@ pub fn apply(body: &[u8], old: &[u8]) -> Result<Vec<u8>, String> {
     for line in lines.take_while(|l| !l.is_empty()) {
         decode_line(line, &mut packed)?;
     }
-    let mut data = Vec::with_capacity(size);
+    // The header's size is trusted only as a limit, never as an allocation.
+    let mut data = Vec::with_capacity(size.min(1 << 20));
     flate2::read::ZlibDecoder::new(packed.as_slice())
         .take(size as u64 + 1)
         .read_to_end(&mut data)
@@ -96,7 +97,7 @@ fn apply_delta(delta: &[u8], old: &[u8]) -> Result<Vec<u8>, String> {
             old.len()
         ));
     }
-    let mut out = Vec::with_capacity(size);
+    let mut out = Vec::with_capacity(size.min(1 << 20));
     while let Some(&cmd) = delta.get(at) {
         at += 1;
         if cmd & 0x80 != 0 {
@@ -123,12 +124,18 @@ fn apply_delta(delta: &[u8], old: &[u8]) -> Result<Vec<u8>, String> {
                             .ok_or_else(|| bad("copy overflows"))?,
                 )
                 .ok_or_else(|| bad("copy outside the file"))?;
+            if out.len() + piece.len() > size {
+                return Err(bad("makes more than its header's size"));
+            }
             out.extend_from_slice(piece);
         } else if cmd != 0 {
             let len = usize::from(cmd);
             let piece = delta
                 .get(at..at + len)
                 .ok_or_else(|| bad("truncated insert"))?;
+            if out.len() + piece.len() > size {
+                return Err(bad("makes more than its header's size"));
+            }
             out.extend_from_slice(piece);
             at += len;
         } else {

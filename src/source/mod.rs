@@ -25,8 +25,8 @@ pub use tree::{Diagnosis, Failure};
 pub use worktree::{PathClass, PathState, WorktreeDiff};
 
 pub(crate) use capture::capture;
+pub(crate) use patched::PatchedTree;
 pub(crate) use scan::{ScanOptions, scan};
-pub(crate) use tree::apply_patch;
 pub(crate) use worktree::{
     IndexEntries, WorkFiles, changed_and_ignored, classify_changed, entry, on_disk, tree_changes,
 };

@@ -2,9 +2,9 @@
 //! change, with the tree id git would give it, and nothing written to any object store until a
 //! caller asks for real objects.
 //!
-//! Text hunks are applied here, the way libgit2 and `git apply` without fuzz apply them: each
-//! hunk at exactly the line its header names (counted in the file as the earlier hunks left
-//! it), its context and removed lines compared byte for byte, line endings included; binary
+//! Text hunks are applied here as libgit2 applies them, and as `git apply` does when nothing
+//! moved (pinstack allows no offset and no fuzz): each hunk at exactly the line its header
+//! names (counted in the file as the earlier hunks left it), its context and removed lines compared byte for byte, line endings included; binary
 //! patches too ([`super::binary`]), each only to the very file it was made from, and submodule
 //! moves (`Subproject commit`), each only from the commit the tree has. Beyond libgit2, as git
 //! does: paths a bundle deletes or renames away make way first; a new file, rename or copy
@@ -190,7 +190,7 @@ impl<'r> PatchedTree<'r> {
     /// The entry of the file at `path` now; `None` when there is no file there.
     pub fn entry(&self, path: &str) -> Option<Entry> {
         match self.changes.get(path) {
-            Some(e) => *e,
+            Some(e) => e.filter(|(_, mode)| is_file_mode(*mode)),
             None => self.base.entry(path),
         }
     }
@@ -221,13 +221,13 @@ impl<'r> PatchedTree<'r> {
         )?;
         let read = self.read_sources(patch).map_err(other)?;
         let mut step = Step::new(self, patch, read);
-        if let Err(reason) = patch
+        if let Err((section, reason)) = patch
             .files
             .iter()
             .enumerate()
-            .try_for_each(|(i, file)| step.file(patch, i, file))
+            .try_for_each(|(i, file)| step.file(patch, i, file).map_err(|e| (i, e)))
         {
-            return Err(self.diagnose(patch, &reason));
+            return Err(self.diagnose(patch, section, &reason));
         }
         let (changes, contents, made, links) = step.finish();
         // Each new file's blob id, hashed on every core; then each checked against the
@@ -317,6 +317,13 @@ impl<'r> PatchedTree<'r> {
                 let reading = |e: git2::Error| format!("reading the pinned tree: {}", e.message());
                 let repo = Repository::open(git_dir).map_err(reading)?;
                 let folders = Folders::new(&repo, base).map_err(reading)?;
+                // The base must be on disk, where this thread's handle reads; an unreadable
+                // root would otherwise look like an empty tree.
+                if folders.folder("").is_none() {
+                    return Err(format!(
+                        "tree {base} is not in the repository's object store"
+                    ));
+                }
                 let read = chunk
                     .iter()
                     .map(|p| read_one(&repo, &folders, p))
@@ -481,9 +488,9 @@ impl<'r> PatchedTree<'r> {
     }
 
     /// Explains a failed bundle against the tree as it was before it.
-    fn diagnose(&self, patch: &Patch, reason: &str) -> Failure {
+    fn diagnose(&self, patch: &Patch, section: usize, reason: &str) -> Failure {
         match self.write() {
-            Ok(before) => tree::diagnose(self.repo, &before, patch, reason),
+            Ok(before) => tree::diagnose(self.repo, &before, patch, section, reason),
             Err(e) => other(format!("{reason} ({})", e.message())),
         }
     }
@@ -591,7 +598,6 @@ impl<'t, 'r> Step<'t, 'r> {
         match self.changes.get(path) {
             Some(Some((i, SUBMODULE))) => Some(self.links[*i]),
             Some(_) => None,
-            None if self.vacated.contains(path) => None,
             None => self.tree.submodule(path),
         }
     }

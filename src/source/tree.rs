@@ -122,16 +122,23 @@ pub(super) fn check_symlinks(is_link: &dyn Fn(&str) -> bool, patch: &Patch) -> R
     Ok(())
 }
 
-/// Why `patch` does not apply to `base`; `reason` is what the apply said, used when nothing
-/// more precise is found.
-pub(super) fn diagnose(repo: &Repository, base: &Tree<'_>, patch: &Patch, reason: &str) -> Failure {
+/// Why `patch` does not apply to `base`, looking at the section numbered `section` (the one
+/// the apply stopped at); `reason` is what the apply said, used when nothing more precise is
+/// found.
+pub(super) fn diagnose(
+    repo: &Repository,
+    base: &Tree<'_>,
+    patch: &Patch,
+    section: usize,
+    reason: &str,
+) -> Failure {
     let fail = |diagnosis, file: &FilePatch, hunk, detail| Failure {
         diagnosis,
         file: Some(file.path().to_owned()),
         hunk,
         detail,
     };
-    for file in &patch.files {
+    for file in patch.files.iter().skip(section).take(1) {
         if file.change == Change::Added {
             let path = file.path();
             if let Some(content) = blob(repo, base, path) {
