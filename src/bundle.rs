@@ -86,3 +86,13 @@ fn hex(bytes: &[u8]) -> String {
     }
     s
 }
+
+/// [`decode`] and [`sha256_hex`] of the same bundle, side by side on two cores for a large
+/// one. The caller uses the decoded diff only once the hash matches.
+pub fn decode_hashed(encoded: &[u8]) -> (Result<Vec<u8>, BundleError>, String) {
+    crate::par::join(
+        encoded.len() >= crate::par::WORTH_A_THREAD / 4,
+        || decode(encoded),
+        || sha256_hex(encoded),
+    )
+}

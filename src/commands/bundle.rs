@@ -11,7 +11,6 @@ use crate::diff::{Change, Patch};
 use crate::exit::{ExitStatus, UsageError};
 use crate::fsutil::write_atomic;
 use crate::output::Printer;
-use crate::par;
 use crate::pins::{self, NewPatch, Pins};
 use crate::run::Globals;
 
@@ -96,11 +95,7 @@ pub fn unpack(p: &Printer, path: &Path, out: Option<&Path>) -> Result<ExitStatus
 /// `bundle show BUNDLE`
 pub fn show(p: &Printer, path: &Path) -> Result<ExitStatus> {
     let encoded = read_input(path)?;
-    let (diff, sha) = par::join(
-        encoded.len() >= par::WORTH_A_THREAD / 4,
-        || bundle::decode(&encoded),
-        || bundle::sha256_hex(&encoded),
-    );
+    let (diff, sha) = bundle::decode_hashed(&encoded);
     let diff = diff.with_context(|| format!("{}", path.display()))?;
     let (patch, diff_sha) = Patch::parse_alongside(diff, bundle::sha256_hex);
     let patch = patch.with_context(|| format!("{}", path.display()))?;

@@ -124,7 +124,7 @@ pub fn apply(
     let changes = worktree::tree_changes(&r, &repo.name, &pin_tree, &expected)?;
     let written: BTreeMap<String, Option<(git2::Oid, i32)>> = changes
         .iter()
-        .map(|p| (p.clone(), worktree::entry(&expected, p)))
+        .map(|p| (p.clone(), patched.entry(p)))
         .collect();
     if state.is_empty() {
         record::save(ws, &repo.name, &repo.commit, &written, false)?;
@@ -211,7 +211,7 @@ pub fn apply(
     // proves the tree.
     let wrong: Vec<&str> = changes
         .iter()
-        .filter(|p| files.entry(p) != worktree::entry(&expected, p))
+        .filter(|p| files.entry(p) != patched.entry(p))
         .map(String::as_str)
         .collect();
     if !wrong.is_empty() {

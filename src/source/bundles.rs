@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use crate::bundle::{self, BundleError};
 use crate::diff::{DiffError, Patch};
-use crate::par;
 use crate::pins::{BundleSource, PatchRef, Pins};
 
 /// Why a pinned bundle cannot be used.
@@ -109,12 +108,7 @@ pub fn load_bundle(
     };
     // Each hash is computed alongside the next step, whose result is used only once the hash
     // matches.
-    let large = bytes.len() >= crate::par::WORTH_A_THREAD / 4;
-    let (decoded, sha) = par::join(
-        large,
-        || bundle::decode(bytes),
-        || bundle::sha256_hex(bytes),
-    );
+    let (decoded, sha) = bundle::decode_hashed(bytes);
     if sha != patch.sha256 {
         return Err(mismatch("sha256", &patch.sha256, sha));
     }

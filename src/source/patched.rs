@@ -107,31 +107,28 @@ impl<'r> Folders<'r> {
         folder
     }
 
-    /// The entry of the file at `path`, `None` when there is no file there.
-    fn entry(&self, path: &str) -> Option<Entry> {
+    /// The entry (id and mode) at `path` whose mode `wanted` accepts.
+    fn find(&self, path: &str, wanted: impl Fn(i32) -> bool) -> Option<Entry> {
         let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
         self.folder(parent)?
             .entries()
-            .find(|(n, mode, _)| *n == name.as_bytes() && is_file_mode(*mode))
+            .find(|(n, mode, _)| *n == name.as_bytes() && wanted(*mode))
             .map(|(_, mode, id)| (id, mode))
+    }
+
+    /// The entry of the file at `path`, `None` when there is no file there.
+    fn entry(&self, path: &str) -> Option<Entry> {
+        self.find(path, is_file_mode)
     }
 
     /// The commit of the submodule at `path`, if there is one.
     fn submodule(&self, path: &str) -> Option<Oid> {
-        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-        self.folder(parent)?
-            .entries()
-            .find(|(n, mode, _)| *n == name.as_bytes() && *mode == SUBMODULE)
-            .map(|(_, _, id)| id)
+        self.find(path, |mode| mode == SUBMODULE).map(|(id, _)| id)
     }
 
     /// Whether `path` holds a file, a link or a submodule.
     fn occupied(&self, path: &str) -> bool {
-        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-        self.folder(parent).is_some_and(|f| {
-            f.entries()
-                .any(|(n, mode, _)| n == name.as_bytes() && mode != TREE_MODE)
-        })
+        self.find(path, |mode| mode != TREE_MODE).is_some()
     }
 
     /// The folders read so far, to be kept by another [`Folders`] of the same tree.
@@ -232,7 +229,7 @@ impl<'r> PatchedTree<'r> {
         let (changes, contents, made, links) = step.finish();
         // Each new file's blob id, hashed on every core; then each checked against the
         // post-image the bundle's `index` line names.
-        let ids = in_parallel(&contents, |chunk| {
+        let ids = crate::par::in_parallel(&contents, |chunk| {
             chunk
                 .iter()
                 .map(|c| Oid::hash_object(ObjectType::Blob, c))
@@ -303,7 +300,7 @@ impl<'r> PatchedTree<'r> {
                     .map_err(|e| format!("reading {path} ({id}): {}", e.message()))?;
                 Ok((Some((id, mode)), Some(blob.content().to_vec())))
             };
-        let read = if unread.len() < 2 * PARALLEL_AT_LEAST {
+        let read = if unread.len() < 2 * crate::par::AT_LEAST_PER_THREAD {
             unread
                 .iter()
                 .map(|p| read_one(self.repo, &self.base, p))
@@ -313,7 +310,7 @@ impl<'r> PatchedTree<'r> {
             // hands back the folders it read.
             let (git_dir, base) = (self.repo.path(), self.base.root);
             let learned = std::sync::Mutex::new(Vec::new());
-            let read = in_parallel(&unread, |chunk| {
+            let read = crate::par::in_parallel(&unread, |chunk| {
                 let reading = |e: git2::Error| format!("reading the pinned tree: {}", e.message());
                 let repo = Repository::open(git_dir).map_err(reading)?;
                 let folders = Folders::new(&repo, base).map_err(reading)?;
@@ -565,8 +562,8 @@ impl<'t, 'r> Step<'t, 'r> {
         match self.read.get(path) {
             Some((Some(entry), Some(content))) => Ok(Some(Now::Before(*entry, content))),
             Some(_) => Ok(None),
-            // Only an added file is not read ahead; whether it exists is all that matters.
-            None => Ok(self.tree.entry(path).map(|e| Now::Before(e, &[]))),
+            // Every path a section reads is read ahead (`read_sources`).
+            None => Err(format!("{path} was not read before the bundle was applied")),
         }
     }
 
@@ -707,10 +704,13 @@ impl<'t, 'r> Step<'t, 'r> {
         };
         let after = if file.binary {
             // As git: a binary patch applies only to the very file it was made from.
-            if let (Some(want), Some(_)) = (&file.old_id, &old) {
-                let have = Oid::hash_object(ObjectType::Blob, before)
-                    .map_err(|e| e.message().to_owned())?
-                    .to_string();
+            if let (Some(want), Some(now)) = (&file.old_id, &old) {
+                let have = match now {
+                    Now::Before((id, _), _) => *id,
+                    Now::Changed(..) => Oid::hash_object(ObjectType::Blob, before)
+                        .map_err(|e| e.message().to_owned())?,
+                }
+                .to_string();
                 if !have.starts_with(want.as_str()) {
                     return Err(format!("binary file {path} is not the bundle's pre-image"));
                 }
@@ -750,38 +750,6 @@ impl<'t, 'r> Step<'t, 'r> {
         }
         (self.changes, self.contents, self.made, self.links)
     }
-}
-
-/// The fewest items worth a thread of their own.
-const PARALLEL_AT_LEAST: usize = 64;
-
-/// Runs `work` over `items` in chunks, one per core (one chunk only when there are few), and
-/// returns the results in order.
-fn in_parallel<T: Sync, R: Send, E: Send>(
-    items: &[T],
-    work: impl Fn(&[T]) -> Result<Vec<R>, E> + Sync,
-) -> Result<Vec<R>, E> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    let threads = cores.min(items.len() / PARALLEL_AT_LEAST).max(1);
-    if threads == 1 {
-        return work(items);
-    }
-    let size = items.len().div_ceil(threads);
-    let results: Vec<Result<Vec<R>, E>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(size)
-            .map(|chunk| scope.spawn(|| work(chunk)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    });
-    let mut out = Vec::with_capacity(items.len());
-    for r in results {
-        out.extend(r?);
-    }
-    Ok(out)
 }
 
 /// Applies a file section's hunks to `content`; the error is the 1-based number of the hunk
