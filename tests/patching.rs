@@ -498,6 +498,57 @@ fn what_git_refuses_to_create_or_change_pinstack_refuses() {
 }
 
 #[test]
+fn a_path_renamed_away_is_gone_for_the_sections_after_it() {
+    // `git diff` never writes this, but a bundle put together by hand can: one section renames
+    // `s` away, a later one changes `s`. git refuses it ("has been renamed/deleted"), and so
+    // does pinstack, rather than change the file the rename took. In the other order (the
+    // change first, then the rename, which takes `s` as the pin has it) both accept it and
+    // agree on the tree.
+    let fx = Fixture::new();
+    let lines = |fifth: &str| {
+        (1..=9)
+            .map(|i| {
+                if i == 5 {
+                    format!("{fifth}\n")
+                } else {
+                    format!("s {i}\n")
+                }
+            })
+            .collect::<String>()
+    };
+    let (up, a, b) = two_commits(
+        &fx,
+        |up| {
+            up.write("s", lines("s 5"));
+        },
+        |up| {
+            up.rename("s", "t");
+        },
+    );
+    let rename = up.diff(&a, &b);
+    up.restore(&a);
+    up.write("s", lines("s five"));
+    let c = up.commit("s changed");
+    let change = up.diff(&a, &c);
+    let clone = fx.clone_at(&up, &a, "git-side");
+
+    let renamed_first = [rename.as_slice(), &change].concat();
+    let r = check_on(&fx, &up, &a, &renamed_first);
+    assert_eq!(r["bundles"][0]["status"], "does_not_apply", "{r:#}");
+    let detail = r["bundles"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("renamed away"), "{r:#}");
+    let file = fx.write("renamed-first.diff", &renamed_first);
+    let file = file.display().to_string();
+    assert!(!git_ok(&clone, &["apply", "--cached", "--check", &file]));
+
+    let changed_first = [change.as_slice(), &rename].concat();
+    let r = check_on(&fx, &up, &a, &changed_first);
+    let file = fx.write("changed-first.diff", &changed_first);
+    git(&clone, &["apply", "--cached", &file.display().to_string()]);
+    assert_eq!(r["tree"], git(&clone, &["write-tree"]).as_str(), "{r:#}");
+}
+
+#[test]
 fn a_diff_without_a_and_b_prefixes_is_refused_when_packed() {
     let fx = Fixture::new();
     let (up, a, b) = two_commits(

@@ -4,16 +4,17 @@
 //!
 //! Text hunks are applied here as libgit2 applies them, and as `git apply` does when nothing
 //! moved (pinstack allows no offset and no fuzz): each hunk at exactly the line its header
-//! names (counted in the file as the earlier hunks left it), its context and removed lines compared byte for byte, line endings included; binary
-//! patches too ([`super::binary`]), each only to the very file it was made from, and submodule
-//! moves (`Subproject commit`), each only from the commit the tree has. Beyond libgit2, as git
-//! does: paths a bundle deletes or renames away make way first; a new file, rename or copy
-//! must not land on an existing file, link or submodule; a deleted file must be empty once its
-//! hunks are taken out; a link is not taken for a file; a file keeps its mode unless the
-//! bundle changes it.
+//! names (counted in the file as the earlier hunks left it), its context and removed lines
+//! compared byte for byte, line endings included; binary patches too ([`super::binary`]), each
+//! only to the very file it was made from, and submodule moves (`Subproject commit`), each only
+//! from the commit the tree has. Beyond libgit2, as git does: paths a bundle deletes or renames
+//! away make way first, and a path renamed away is gone for the sections after the rename; a
+//! new file, rename or copy must not land on an existing file, link or submodule; a deleted file
+//! must be empty once its hunks are taken out; a link is not taken for a file; a file keeps its
+//! mode unless the bundle changes it.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use git2::{ObjectType, Oid, Repository, Tree};
@@ -510,6 +511,8 @@ struct Step<'t, 'r> {
     /// The paths the bundle deletes or renames away: as in git, they make way before
     /// anything is written, so a rename may take a path another section vacates.
     vacated: BTreeSet<String>,
+    /// The paths earlier sections renamed away: gone for the sections after them.
+    renamed_away: HashSet<String>,
     /// The commits submodules are moved to; a change with mode `SUBMODULE` indexes these.
     links: Vec<Oid>,
 }
@@ -553,6 +556,7 @@ impl<'t, 'r> Step<'t, 'r> {
             contents: Vec::new(),
             made: Vec::new(),
             vacated,
+            renamed_away: HashSet::new(),
             links: Vec::new(),
         }
     }
@@ -677,6 +681,13 @@ impl<'t, 'r> Step<'t, 'r> {
                 self.free(path)?;
                 Some(self.before(old)?.ok_or_else(|| missing(old))?)
             }
+            // As git: a path an earlier section renamed away is gone for the sections after it
+            // (unless one of them made it again).
+            (_, Some(old))
+                if self.renamed_away.contains(old) && !self.changes.contains_key(old) =>
+            {
+                return Err(format!("{old} has been renamed away by an earlier section"));
+            }
             (_, Some(old)) => Some(self.now(old)?.ok_or_else(|| missing(old))?),
             (_, None) => return Err(format!("{path}: the section names no old path")),
         };
@@ -736,6 +747,9 @@ impl<'t, 'r> Step<'t, 'r> {
             (_, _, Some(m)) => m,
             (_, m, None) => m.map_or(0o100644, |m| m as i32),
         };
+        if let (Change::Renamed, Some(old)) = (file.change, &file.old_path) {
+            self.renamed_away.insert(old.clone());
+        }
         self.contents.push(after);
         let content = self.contents.len() - 1;
         self.made.push((section, content));
