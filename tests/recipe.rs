@@ -1363,17 +1363,73 @@ fn cleanup_runs_after_success_failure_interrupt_and_a_killed_run() {
     kill("KILL", child.id());
     let _ = child.wait();
     assert_eq!(cleanups(), 3, "nothing ran the cleanup yet");
+    rerun_cleans_up_first(&t);
+    assert_eq!(
+        cleanups(),
+        5,
+        "once for the killed run, once after the rerun"
+    );
+}
+
+/// The first Ctrl-C lets a step's cleanup finish; a second one stops the cleanup (its whole
+/// process group) and pinstack with it, and the next `up` runs the cleanup first, as after a
+/// killed run, then the step again.
+#[test]
+fn a_second_ctrl_c_stops_the_cleanup_and_the_next_up_runs_it_first() {
+    let yaml = "name: cleanup\nsteps:\n  - id: work\n    run: echo ran >> \"${workspace}/work.log\"\n    \
+                cleanup: |\n      \
+                echo started >> \"${workspace}/cleanup.log\"\n      \
+                if [ -e \"${recipe_dir}/slow\" ]; then\n        \
+                sleep 30 &\n        \
+                echo $! > \"${workspace}/cleanup-sleep.pid\"\n        \
+                wait\n      \
+                fi\n      \
+                echo finished >> \"${workspace}/cleanup.log\"\n";
+    let t = RecipeTest::new(yaml);
+    let lines = |name: &str| {
+        std::fs::read_to_string(t.ws_path(name))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    t.write("slow", "");
+    let mut child = t.spawn_up(&[]);
+    let sleeper = wait_for_file(&t.ws_path("cleanup-sleep.pid"));
+    kill("INT", child.id());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "a first Ctrl-C lets the cleanup run on"
+    );
+    kill("INT", child.id());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", all_output(&out));
+    assert!(
+        all_output(&out).contains("the cleanup of step work was stopped"),
+        "{}",
+        all_output(&out)
+    );
+    assert_gone(&sleeper, "the cleanup's sleep");
+    assert_eq!(lines("cleanup.log"), ["started"]);
+
+    rerun_cleans_up_first(&t);
+    assert_eq!(
+        lines("cleanup.log"),
+        ["started", "started", "finished", "started", "finished"],
+        "the stopped cleanup, the one the next up ran first, the one after the rerun"
+    );
+    assert_eq!(lines("work.log"), ["ran", "ran"], "the step ran again");
+}
+
+/// With the slow marker gone, `up` runs step `work`'s cleanup left behind first, and succeeds.
+fn rerun_cleans_up_first(t: &RecipeTest) {
     std::fs::remove_file(t.fx.path("slow")).unwrap();
     let out = t.up(&[], 0);
     assert!(
         all_output(&out).contains("ran the cleanup of step work"),
         "{}",
         all_output(&out)
-    );
-    assert_eq!(
-        cleanups(),
-        5,
-        "once for the killed run, once after the rerun"
     );
 }
 

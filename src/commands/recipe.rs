@@ -247,12 +247,23 @@ pub fn up(p: &Printer, globals: &Globals, opts: &UpOptions) -> Result<ExitStatus
             ))?;
             Ok(ExitStatus::Failed)
         }
-        UpResult::Interrupted { step } => {
+        UpResult::Interrupted {
+            step: Some(step),
+            cleanup_stopped: true,
+        } => {
+            p.out(&format!(
+                "interrupted again: the cleanup of step {step} was stopped; the next \
+                 `pinstack up` runs that cleanup first, then step {step} again"
+            ))?;
+            Ok(ExitStatus::Interrupted)
+        }
+        UpResult::Interrupted { step, .. } => {
             let which = step
                 .map(|s| format!(" during step {s}"))
                 .unwrap_or_default();
             p.out(&format!(
-                "interrupted{which}; `pinstack up` resumes from there"
+                "interrupted{which}; `pinstack up` resumes from there (a second Ctrl-C stops \
+                 a step's cleanup too)"
             ))?;
             Ok(ExitStatus::Interrupted)
         }

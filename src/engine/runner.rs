@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -21,23 +21,57 @@ pub enum Outcome {
     TimedOut,
 }
 
-/// Set by Ctrl-C or SIGTERM; the runner stops the step's process group when it sees it.
-#[derive(Debug, Clone, Default)]
-pub struct Interrupt(Arc<AtomicBool>);
+/// Counts Ctrl-C and SIGTERM; the runner stops the step's process group once the count reaches
+/// its threshold. A first stop ends the step and lets its cleanup run; a second one ends the
+/// cleanup too ([`Interrupt::second`]).
+#[derive(Debug, Clone)]
+pub struct Interrupt {
+    count: Arc<AtomicUsize>,
+    threshold: usize,
+}
+
+impl Default for Interrupt {
+    /// Never raised: nothing counts into it.
+    fn default() -> Self {
+        Interrupt {
+            count: Arc::default(),
+            threshold: 1,
+        }
+    }
+}
 
 impl Interrupt {
-    /// Registers SIGINT and SIGTERM to set the flag instead of killing pinstack.
+    /// Counts SIGINT and SIGTERM instead of being killed by them (a thread of signal-hook's
+    /// reads them from its self-pipe).
     pub fn install() -> std::io::Result<Interrupt> {
-        let flag = Arc::new(AtomicBool::new(false));
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(sig, Arc::clone(&flag))?;
-        }
-        Ok(Interrupt(flag))
+        let interrupt = Interrupt::default();
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+        ])?;
+        let count = Arc::clone(&interrupt.count);
+        std::thread::Builder::new()
+            .name("signals".to_owned())
+            .spawn(move || {
+                for _ in signals.forever() {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+            })?;
+        Ok(interrupt)
     }
 
-    /// Whether a stop was asked for.
+    /// Whether a stop was asked for (as many times as this one waits for).
     pub fn raised(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.count.load(Ordering::SeqCst) >= self.threshold
+    }
+
+    /// The same signals, raised only by a second stop: for work a first Ctrl-C must not cut
+    /// short, such as a step's cleanup.
+    pub fn second(&self) -> Interrupt {
+        Interrupt {
+            count: Arc::clone(&self.count),
+            threshold: 2,
+        }
     }
 }
 

@@ -66,8 +66,12 @@ pub enum UpResult {
     DryRun,
     /// A step failed or timed out.
     Failed { step: String, detail: String },
-    /// Ctrl-C or SIGTERM.
-    Interrupted { step: Option<String> },
+    /// Ctrl-C or SIGTERM. `cleanup_stopped`: a second one stopped the cleanup of `step`,
+    /// which the next `up` runs first.
+    Interrupted {
+        step: Option<String>,
+        cleanup_stopped: bool,
+    },
     /// A step needs the machine rebooted before the steps after it.
     WaitsForReboot { step: String, ran: Vec<String> },
 }
@@ -118,8 +122,13 @@ pub fn up(
         store.salt()?
     };
     let boot = store::boot_id();
-    if !opts.dry_run {
-        recover_crashed(recipe, store, events)?;
+    if !opts.dry_run
+        && let Some(step) = recover_crashed(recipe, store, interrupt, events)?
+    {
+        return Ok(UpResult::Interrupted {
+            step: Some(step),
+            cleanup_stopped: true,
+        });
     }
     let forced: HashSet<&str> = match (&opts.only, &opts.from) {
         (Some(only), _) => [only.as_str()].into(),
@@ -155,7 +164,10 @@ pub fn up(
     let total = recipe.steps.len();
     for (index, step) in recipe.steps.iter().enumerate() {
         if interrupt.raised() {
-            return Ok(UpResult::Interrupted { step: None });
+            return Ok(UpResult::Interrupted {
+                step: None,
+                cleanup_stopped: false,
+            });
         }
         let with_exports = super::with_exports(recipe, step, store);
         let step = &with_exports;
@@ -208,7 +220,17 @@ pub fn up(
             plan: &plan,
         });
         let started = Instant::now();
-        let outcome = run_step(step, use_sudo, pins, ws, store, &plan, interrupt, events)?;
+        let outcome = match run_step(step, use_sudo, pins, ws, store, &plan, interrupt, events)? {
+            Ran::Finished(outcome) => outcome,
+            // The attempt stays "running", as if pinstack had been killed: the next `up` runs
+            // the cleanup first, then the step again.
+            Ran::CleanupStopped => {
+                return Ok(UpResult::Interrupted {
+                    step: Some(step.id.clone()),
+                    cleanup_stopped: true,
+                });
+            }
+        };
         fingerprint::forget_digests();
         let elapsed = started.elapsed();
         events(UpEvent::Finish {
@@ -296,6 +318,7 @@ pub fn up(
                 return Ok(match other {
                     Outcome::Interrupted => UpResult::Interrupted {
                         step: Some(step.id.clone()),
+                        cleanup_stopped: false,
                     },
                     Outcome::TimedOut => UpResult::Failed {
                         step: step.id.clone(),
@@ -316,6 +339,14 @@ pub fn up(
     })
 }
 
+/// How a step and its cleanup ended.
+enum Ran {
+    /// Both ran to their end (the cleanup's failure shows in the outcome).
+    Finished(Outcome),
+    /// A second Ctrl-C stopped the cleanup.
+    CleanupStopped,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_step(
     step: &Step,
@@ -326,7 +357,7 @@ fn run_step(
     plan: &StepPlan,
     interrupt: &Interrupt,
     events: &mut dyn FnMut(UpEvent<'_>),
-) -> Result<Outcome, UpError> {
+) -> Result<Ran, UpError> {
     let export = store.export_path(&step.id);
     if let Some(dir) = export.parent() {
         std::fs::create_dir_all(dir).map_err(|source| UpError::Log {
@@ -405,11 +436,20 @@ fn run_step(
         }
     };
     writeln!(log, "# outcome: {outcome:?}").map_err(log_err)?;
-    let outcome = match run_cleanup(step, use_sudo, &mut log, &mut |line| {
+    if outcome == Outcome::Interrupted && step.cleanup.is_some() {
+        events(UpEvent::Line {
+            line: "interrupted: running the step's cleanup (Ctrl-C again stops it)",
+        });
+    }
+    let cleanup = run_cleanup(step, use_sudo, &mut log, &interrupt.second(), &mut |line| {
         events(UpEvent::Line { line })
     })
-    .map_err(log_err)?
-    {
+    .map_err(log_err)?;
+    let outcome = match cleanup {
+        Some(Outcome::Interrupted) => {
+            log.flush().map_err(log_err)?;
+            return Ok(Ran::CleanupStopped);
+        }
         Some(Outcome::Success) | None => outcome,
         Some(failed) if outcome == Outcome::Success => Outcome::Failed(format!(
             "its cleanup failed ({})",
@@ -421,15 +461,17 @@ fn run_step(
         Some(_) => outcome,
     };
     log.flush().map_err(log_err)?;
-    Ok(outcome)
+    Ok(Ran::Finished(outcome))
 }
 
 /// Runs a step's `cleanup:` script, whatever became of the step; its output goes to the step's
-/// log. A Ctrl-C that stopped the step does not stop its cleanup, which has ten minutes.
+/// log. The Ctrl-C that stopped the step does not stop its cleanup, which has ten minutes;
+/// `interrupt` (a second Ctrl-C) does.
 fn run_cleanup(
     step: &Step,
     use_sudo: bool,
     log: &mut dyn Write,
+    interrupt: &Interrupt,
     on_line: &mut dyn FnMut(&str),
 ) -> std::io::Result<Option<Outcome>> {
     let Some(script) = &step.cleanup else {
@@ -446,7 +488,7 @@ fn run_cleanup(
         use_sudo,
         log,
         &step.secrets,
-        &Interrupt::default(),
+        interrupt,
         on_line,
         &mut |_| {},
     )?;
@@ -454,13 +496,15 @@ fn run_cleanup(
     Ok(Some(outcome))
 }
 
-/// After pinstack was killed while steps ran: stops what they left running and runs their
-/// cleanups, before anything else.
+/// After pinstack was killed (or stopped by a second Ctrl-C) while steps ran: stops what they
+/// left running and runs their cleanups, before anything else. Returns the step whose cleanup
+/// a second Ctrl-C stopped again, if one did; its attempt is left for the next `up`.
 fn recover_crashed(
     recipe: &Recipe,
     store: &Store,
+    interrupt: &Interrupt,
     events: &mut dyn FnMut(UpEvent<'_>),
-) -> Result<(), UpError> {
+) -> Result<Option<String>, UpError> {
     let root = rustix::process::geteuid().is_root();
     for step in &recipe.steps {
         let Some(a) = store.attempt(&step.id) else {
@@ -490,11 +534,15 @@ fn recover_crashed(
                 .map_err(log_err)?;
             writeln!(
                 log,
-                "# pinstack was killed while this step ran; cleaning up"
+                "# pinstack stopped before this step and its cleanup finished; cleaning up"
             )
             .map_err(log_err)?;
-            let outcome = run_cleanup(step, step.privileged && !root, &mut log, &mut |_| {})
+            let use_sudo = step.privileged && !root;
+            let outcome = run_cleanup(step, use_sudo, &mut log, &interrupt.second(), &mut |_| {})
                 .map_err(log_err)?;
+            if outcome == Some(Outcome::Interrupted) {
+                return Ok(Some(step.id.clone()));
+            }
             events(UpEvent::CleanedUp {
                 step,
                 ok: outcome == Some(Outcome::Success),
@@ -504,12 +552,12 @@ fn recover_crashed(
             &step.id,
             &Attempt {
                 status: AttemptStatus::Interrupted,
-                detail: "pinstack was killed while it ran".to_owned(),
+                detail: "pinstack stopped before it and its cleanup finished".to_owned(),
                 ..a
             },
         )?;
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The built-in `uses: sources`: fetch and apply every pinned repo.
