@@ -376,6 +376,20 @@ fn reapplying_is_a_no_op() {
 }
 
 #[test]
+fn apply_writes_files_and_no_objects() {
+    // The bundles' trees are worked out in memory: the checkout's object store gets nothing
+    // (no blob, no tree) that `fetch` did not put there.
+    let (fx, up, base, diff, _) = applied();
+    let objects = fx.checkout("app").join(".git/objects");
+    std::fs::remove_dir_all(fx.checkout("app")).unwrap();
+    fx.pins(&[Pin::new("app", &up, &base).patch(fx.bundle("again", &diff).entry())]);
+    fx.pinstack().arg("fetch").assert().code(0);
+    let before = snapshot(&objects);
+    fx.json(&["apply"], 0);
+    assert_eq!(snapshot(&objects), before, "apply wrote objects");
+}
+
+#[test]
 fn a_repo_without_bundles_is_left_at_its_pin() {
     let fx = Fixture::new();
     let up = fx.upstream("app");

@@ -504,7 +504,15 @@ fn check_never_writes_into_a_checkout() {
     let tree = s.fx.worktree_tree(&checkout);
     let before = snapshot(&checkout);
     s.fx.json(&["check"], 0);
+    // Nor into its object cache, once the pin is there: the result is computed, not stored.
+    let cache = snapshot(&s.fx.path("cache"));
+    s.fx.json(&["check"], 0);
     s.fx.json(&["check", "--offline"], 0);
+    assert_eq!(
+        snapshot(&s.fx.path("cache")),
+        cache,
+        "check wrote into its cache"
+    );
     // A failing check (the pin holds the change) reads the same checkout.
     s.fx.pins(&[Pin::new("app", &s.up, &s.fixed).patch(s.bundle.entry())]);
     s.fx.json(&["check"], 1);

@@ -103,7 +103,12 @@ impl Tree {
             } else {
                 "residual"
             };
-            files.insert(path.to_owned(), class.to_owned());
+            // A path whose deletion is staged while the work tree has a file there again shows
+            // twice (`D ` staged, then `??`): `git add -A` would record a changed file, and the
+            // audit, which looks at what the tree holds, says so.
+            files
+                .entry(path.to_owned())
+                .or_insert_with(|| class.to_owned());
         }
         let ignored = git(
             &self.co,
