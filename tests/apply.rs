@@ -812,6 +812,24 @@ fn an_apply_killed_between_removing_a_file_and_renaming_its_new_content_converge
     }
 }
 
+/// A temporary file in the way of a write (left by some earlier run, and ignored by the
+/// checkout, so no status shows it) is replaced, not taken for the new content.
+#[test]
+fn a_stale_temporary_file_in_the_way_is_replaced() {
+    let (fx, up, pin, diff) = fetched_with_a_bundle();
+    let checkout = fx.checkout("app");
+    std::fs::write(checkout.join(".git/info/exclude"), "*.pinstack-new\n").unwrap();
+    let stale = checkout.join(".f0.txt.pinstack-new");
+    std::fs::write(&stale, "stale\n").unwrap();
+    let v = fx.json(&["apply"], 0);
+    assert_eq!(v["repos"][0]["outcome"], "applied", "{v:#}");
+    assert!(!stale.exists(), "the temporary file took the file's place");
+    assert_eq!(
+        fx.worktree_tree(&checkout),
+        fx.oracle_tree(&up, &pin, &[(&diff, None)])
+    );
+}
+
 /// Runs `apply` with a fault point that kills it after the Nth file written.
 fn kill_apply_after(fx: &Fixture, n: usize) {
     kill_apply_at(fx, "apply-write", n);

@@ -51,17 +51,17 @@ pub fn write_paths<'m>(
             Ok(_) => return Ok(false),
             Err(_) => None,
         };
-        plan.push((p, target, blob));
+        plan.push((p, target, blob, on_disk.is_some()));
     }
     // Removals first: a file may give way to a folder of the same name.
     let mut done = 0;
-    for (_, target, _) in plan.iter().filter(|(_, _, b)| b.is_none()) {
+    for (_, target, _, _) in plan.iter().filter(|(_, _, b, _)| b.is_none()) {
         remove_file_if_present(target).map_err(SourceError::io(target))?;
         remove_empty_parents(workdir, target);
         done += 1;
         progress(done);
     }
-    for (p, target, blob) in &plan {
+    for (p, target, blob, existed) in &plan {
         let Some((id, mode)) = blob else { continue };
         let stored;
         let content = match made(*id) {
@@ -73,7 +73,9 @@ pub fn write_paths<'m>(
                 stored.content()
             }
         };
-        write_one(target, content, *mode, done + 1).map_err(SourceError::io(target))?;
+        // A file that was there keeps its folder (it is not empty), so only new files may
+        // need folders made.
+        write_one(target, content, *mode, !existed, done + 1).map_err(SourceError::io(target))?;
         done += 1;
         progress(done);
     }
@@ -95,16 +97,31 @@ pub const TEMP_SUFFIX: &str = ".pinstack-new";
 /// the new file's data first (ext4 does, to make such renames crash-safe), which costs more
 /// than the rest of the write. A kill between the two leaves the path missing and the
 /// temporary file complete; the journal's recovery accepts both as pinstack's own.
-fn write_one(target: &Path, content: &[u8], mode: i32, n: usize) -> std::io::Result<()> {
-    let dir = target.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+fn write_one(
+    target: &Path,
+    content: &[u8],
+    mode: i32,
+    make_folders: bool,
+    n: usize,
+) -> std::io::Result<()> {
+    if make_folders {
+        std::fs::create_dir_all(target.parent().unwrap_or(Path::new(".")))?;
+    }
     let temp = temp_name(target);
-    let _ = std::fs::remove_file(&temp);
-    if mode == 0o120000 {
-        symlink(content, &temp)?;
-    } else {
-        let mut f = open_new(&temp, mode == 0o100755)?;
-        f.write_all(content)?;
+    let create = || -> std::io::Result<()> {
+        if mode == 0o120000 {
+            symlink(content, &temp)
+        } else {
+            open_new(&temp, mode == 0o100755)?.write_all(content)
+        }
+    };
+    // A temporary file a killed run left behind is removed when it is in the way.
+    match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(&temp)?;
+            create()?;
+        }
+        other => other?,
     }
     remove_file_if_present(target)?;
     crate::fault::point("apply-replace", n);
