@@ -299,7 +299,15 @@ fn full(
         .collect();
     let mut candidates = extra;
     candidates.extend(changed);
-    report.files = source::classify_changed(r, name, &pin_tree, &expected, candidates)?;
+    let changed_by_bundles = patched.changed_paths();
+    report.files = source::classify_changed(
+        r,
+        name,
+        &pin_tree,
+        &expected,
+        &changed_by_bundles,
+        candidates,
+    )?;
     report.files.extend(nested.iter().map(|path| PathState {
         path: path.clone(),
         class: PathClass::Untracked,

@@ -110,8 +110,10 @@ pub fn apply(
         .write_folders()
         .map_err(local(&repo.name, "building the patched tree"))?;
     // The work tree's status is read once here, and again only after undoing something.
+    let changes = patched.changed_paths();
     let mut changed = worktree::changed_paths(&r, &repo.name)?;
-    let state = worktree::compare_changed(&r, &repo.name, &pin_tree, &expected, &changed)?;
+    let state =
+        worktree::compare_changed(&r, &repo.name, &pin_tree, &expected, &changes, &changed)?;
     let report = |outcome, rescue, replaced_previous| ApplyReport {
         repo: repo.name.clone(),
         replaced_previous,
@@ -121,7 +123,6 @@ pub fn apply(
         outcome,
         rescue,
     };
-    let changes = worktree::tree_changes(&r, &repo.name, &pin_tree, &expected)?;
     let written: BTreeMap<String, Option<(git2::Oid, i32)>> = changes
         .iter()
         .map(|p| (p.clone(), patched.entry(p)))
@@ -149,7 +150,9 @@ pub fn apply(
         undone = record::undo_own_work(ws, &repo.name, &r)?;
         if undone {
             changed = worktree::changed_paths(&r, &repo.name)?;
-            let state = worktree::compare_changed(&r, &repo.name, &pin_tree, &expected, &changed)?;
+            let state = worktree::compare_changed(
+                &r, &repo.name, &pin_tree, &expected, &changes, &changed,
+            )?;
             ignored = hidden(&state, &changed);
         }
     }

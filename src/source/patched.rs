@@ -193,6 +193,16 @@ impl<'r> PatchedTree<'r> {
         }
     }
 
+    /// The paths whose entry the bundles changed (a file, link or submodule added, removed or
+    /// changed): what a comparison of the base tree with the result lists, without one.
+    pub fn changed_paths(&self) -> BTreeSet<String> {
+        self.changes
+            .iter()
+            .filter(|(path, now)| **now != self.base.find(path, |mode| mode != TREE_MODE))
+            .map(|(path, _)| path.clone())
+            .collect()
+    }
+
     /// The commit of the submodule at `path` now, if there is one.
     fn submodule(&self, path: &str) -> Option<Oid> {
         match self.changes.get(path) {

@@ -166,19 +166,22 @@ pub fn compare(
     expected: &Tree<'_>,
 ) -> Result<WorktreeDiff, GitError> {
     let changed = changed_paths(repo, name)?;
-    compare_changed(repo, name, pin, expected, &changed)
+    let bundle_paths = tree_changes(repo, name, pin, expected)?;
+    compare_changed(repo, name, pin, expected, &bundle_paths, &changed)
 }
 
 /// [`compare`], with the work tree's status already read (`changed_paths`): each status is a
-/// walk of the whole work tree.
+/// walk of the whole work tree. `bundle_paths` are the paths where `expected` differs from
+/// `pin`.
 pub fn compare_changed(
     repo: &Repository,
     name: &str,
     pin: &Tree<'_>,
     expected: &Tree<'_>,
+    bundle_paths: &BTreeSet<String>,
     changed: &BTreeSet<String>,
 ) -> Result<WorktreeDiff, GitError> {
-    let mut paths = classify_changed(repo, name, pin, expected, changed.clone())?;
+    let mut paths = classify_changed(repo, name, pin, expected, bundle_paths, changed.clone())?;
     paths.retain(|p| p.class != PathClass::Patched);
     Ok(WorktreeDiff { paths })
 }
@@ -188,16 +191,17 @@ pub fn compare_changed(
 /// paths the bundles change, and any extra paths (such as those a moved HEAD changed).
 /// `candidates` is the status already read (`changed_paths`) plus every path where HEAD
 /// differs from the pin: a file the pin tracks that is not among them holds the pin's content,
-/// and is not read again.
+/// and is not read again. `bundle_paths` are the paths where `expected` differs from `pin`
+/// (the engine knows them: [`super::PatchedTree::changed_paths`]).
 pub fn classify_changed(
     repo: &Repository,
     name: &str,
     pin: &Tree<'_>,
     expected: &Tree<'_>,
+    bundle_paths: &BTreeSet<String>,
     mut candidates: BTreeSet<String>,
 ) -> Result<Vec<PathState>, GitError> {
     let files = WorkFiles::new(repo, name)?;
-    let bundle_paths = tree_changes(repo, name, pin, expected)?;
     let nested: Vec<&str> = candidates
         .iter()
         .filter(|p| p.ends_with('/'))
