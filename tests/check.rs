@@ -230,6 +230,8 @@ fn a_deletion_of_a_file_that_changed_at_the_pin_does_not_apply() {
         },
     );
     assert_eq!(r["status"], "does_not_apply", "{r:#}");
+    assert_eq!(r["diagnosis"], "context", "{r:#}");
+    assert_eq!(r["file"], "gone.txt", "{r:#}");
     // git refuses it too.
     let clone = fx.clone_at(&up, &pin, "git-side");
     let file = fx.write("delete.diff", diff);
@@ -254,6 +256,27 @@ fn a_file_where_the_pin_has_a_folder_does_not_apply() {
     );
     assert_eq!(r["status"], "does_not_apply", "{r:#}");
     assert!(r["detail"].as_str().unwrap().contains("thing"), "{r:#}");
+    assert_eq!(r["diagnosis"], "exists", "{r:#}");
+    assert_eq!(r["file"], "thing", "{r:#}");
+}
+
+#[test]
+fn a_file_below_what_the_pin_has_as_a_file_does_not_apply() {
+    let (.., r) = checked_on_a_moved_pin(
+        |up| {
+            up.write("a.txt", "a\n");
+        },
+        |up| {
+            up.write("thing/inside.txt", "x\n");
+        },
+        |up| {
+            up.write("thing", "a file\n");
+        },
+    );
+    assert_eq!(r["status"], "does_not_apply", "{r:#}");
+    assert_eq!(r["diagnosis"], "exists", "{r:#}");
+    assert_eq!(r["file"], "thing/inside.txt", "{r:#}");
+    assert!(r["detail"].as_str().unwrap().contains("is a file"), "{r:#}");
 }
 
 /// An upstream with `sub/pkg/mod.py` (and a root `src/app.py`), and diffs of both.

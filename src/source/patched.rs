@@ -272,10 +272,19 @@ impl<'r> PatchedTree<'r> {
                 self.blobs.extend(ids.into_iter().zip(contents));
                 Ok(id)
             }
-            Err(reason) => {
-                // A file where a folder is (or the reverse) shows only when the tree is built.
+            // A file where a folder is (or the reverse) shows only when the tree is built.
+            Err(BuildError::InTheWay { path, detail }) => {
                 self.changes = before;
-                Err(other(format!("the bundle does not apply: {reason}")))
+                Err(Failure {
+                    diagnosis: Diagnosis::Exists,
+                    file: Some(path),
+                    hunk: None,
+                    detail: format!("the bundle does not apply: {detail}"),
+                })
+            }
+            Err(e) => {
+                self.changes = before;
+                Err(other(format!("the bundle does not apply: {e}")))
             }
         }
     }
@@ -351,7 +360,7 @@ impl<'r> PatchedTree<'r> {
     }
 
     /// The id of the tree as it is now, computed without writing anything.
-    pub fn tree_id(&self) -> Result<Oid, String> {
+    fn tree_id(&self) -> Result<Oid, BuildError> {
         self.build(&mut |_, _| Ok(()))
     }
 
@@ -376,7 +385,7 @@ impl<'r> PatchedTree<'r> {
         let odb = self.repo.odb()?;
         let id = self
             .build(&mut |kind, bytes| odb.write(kind, bytes).map(|_| ()))
-            .map_err(|reason| git2::Error::from_str(&reason))?;
+            .map_err(|e| git2::Error::from_str(&e.to_string()))?;
         self.repo.find_tree(id)
     }
 
@@ -386,7 +395,7 @@ impl<'r> PatchedTree<'r> {
     }
 
     /// Hashes every changed folder from the bottom up, handing each new tree to `write`.
-    fn build(&self, write: &mut WriteObject<'_>) -> Result<Oid, String> {
+    fn build(&self, write: &mut WriteObject<'_>) -> Result<Oid, BuildError> {
         let mut root = Folder::default();
         for (path, entry) in &self.changes {
             let mut folder = &mut root;
@@ -405,8 +414,8 @@ impl<'r> PatchedTree<'r> {
             Some(id) => Ok(id),
             None => {
                 let empty = tree_bytes(&mut Vec::new());
-                write(ObjectType::Tree, &empty).map_err(|e| e.message().to_owned())?;
-                Oid::hash_object(ObjectType::Tree, &empty).map_err(|e| e.message().to_owned())
+                write(ObjectType::Tree, &empty).map_err(BuildError::from)?;
+                Oid::hash_object(ObjectType::Tree, &empty).map_err(BuildError::from)
             }
         }
     }
@@ -419,7 +428,7 @@ impl<'r> PatchedTree<'r> {
         base: Option<&RawFolder>,
         folder: &Folder<'_>,
         write: &mut WriteObject<'_>,
-    ) -> Result<Option<Oid>, String> {
+    ) -> Result<Option<Oid>, BuildError> {
         let mut entries: Vec<RawEntry<'_>> =
             base.map(|b| b.entries().collect()).unwrap_or_default();
         // Entries keep their names and kinds (their sort keys) so that lookups stay valid;
@@ -442,10 +451,21 @@ impl<'r> PatchedTree<'r> {
                 Some(TREE_MODE) => Some(
                     self.base
                         .folder(&path)
-                        .ok_or_else(|| format!("reading folder {path}"))?,
+                        .ok_or_else(|| BuildError::Other(format!("reading folder {path}")))?,
                 ),
                 Some(_) if folder.files.get(name) != Some(&None) => {
-                    return Err(format!("{path} is a file in the tree, not a folder"));
+                    // Named by the first path the bundles write below it.
+                    let below = format!("{path}/");
+                    let written = self
+                        .changes
+                        .range(below.clone()..)
+                        .map(|(p, _)| p)
+                        .find(|p| p.starts_with(&below))
+                        .unwrap_or(&path);
+                    return Err(BuildError::InTheWay {
+                        path: written.clone(),
+                        detail: format!("{written}: {path} is a file in the tree, not a folder"),
+                    });
                 }
                 _ => None,
             };
@@ -469,9 +489,10 @@ impl<'r> PatchedTree<'r> {
                 || added.iter().any(|a| a.0 == name.as_bytes());
             match (entry, at) {
                 (Some(_), _) if is_folder => {
-                    return Err(format!(
-                        "{prefix}{name} is a folder in the tree, not a file"
-                    ));
+                    return Err(BuildError::InTheWay {
+                        path: format!("{prefix}{name}"),
+                        detail: format!("{prefix}{name} is a folder in the tree, not a file"),
+                    });
                 }
                 (Some((id, mode)), Some(i)) => {
                     entries[i].1 = *mode;
@@ -489,10 +510,8 @@ impl<'r> PatchedTree<'r> {
             return Ok(None);
         }
         let bytes = tree_bytes(&mut entries);
-        write(ObjectType::Tree, &bytes).map_err(|e| e.message().to_owned())?;
-        Oid::hash_object(ObjectType::Tree, &bytes)
-            .map(Some)
-            .map_err(|e| e.message().to_owned())
+        write(ObjectType::Tree, &bytes)?;
+        Ok(Some(Oid::hash_object(ObjectType::Tree, &bytes)?))
     }
 
     /// Explains a failed bundle against the tree as it was before it.
@@ -842,6 +861,30 @@ fn tree_bytes(entries: &mut [RawEntry<'_>]) -> Vec<u8> {
         bytes.extend_from_slice(id.as_bytes());
     }
     bytes
+}
+
+/// Why the tree the bundles leave cannot be built.
+#[derive(Debug)]
+enum BuildError {
+    /// A path the bundles write (`path`) has a file or folder in its way.
+    InTheWay { path: String, detail: String },
+    /// Anything else: a folder that cannot be read, an object that cannot be stored.
+    Other(String),
+}
+
+impl From<git2::Error> for BuildError {
+    fn from(e: git2::Error) -> Self {
+        BuildError::Other(e.message().to_owned())
+    }
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BuildError::InTheWay { detail, .. } => f.write_str(detail),
+            BuildError::Other(detail) => f.write_str(detail),
+        }
+    }
 }
 
 fn other(detail: String) -> Failure {

@@ -21,7 +21,7 @@ pub enum Diagnosis {
     BaseDir,
     /// The hunk's context is nowhere in the file.
     Context,
-    /// A file the bundle creates already exists.
+    /// A file the bundle creates already exists, or a file or folder is in the way of one.
     Exists,
     /// A binary file is not the bundle's pre-image.
     Binary,
@@ -194,10 +194,21 @@ pub(super) fn diagnose(
         if let Some(failure) = diagnose_hunks(patch, file, &content) {
             return failure;
         }
+        if file.change == Change::Deleted {
+            // Every line it removes is there, and more: the file grew at the pin.
+            return fail(
+                Diagnosis::Context,
+                file,
+                None,
+                format!(
+                    "{old} at the pin holds more than the bundle removes: it changed at the pin"
+                ),
+            );
+        }
     }
     Failure {
         diagnosis: Diagnosis::Other,
-        file: None,
+        file: patch.files.get(section).map(|f| f.path().to_owned()),
         hunk: None,
         detail: format!("the bundle does not apply: {reason}"),
     }
