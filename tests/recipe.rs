@@ -1402,14 +1402,7 @@ fn a_second_ctrl_c_stops_the_cleanup_and_the_next_up_runs_it_first() {
         child.try_wait().unwrap().is_none(),
         "a first Ctrl-C lets the cleanup run on"
     );
-    kill("INT", child.id());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", all_output(&out));
-    assert!(
-        all_output(&out).contains("the cleanup of step work was stopped"),
-        "{}",
-        all_output(&out)
-    );
+    stop_again(child);
     assert_gone(&sleeper, "the cleanup's sleep");
     assert_eq!(lines("cleanup.log"), ["started"]);
 
@@ -1420,6 +1413,84 @@ fn a_second_ctrl_c_stops_the_cleanup_and_the_next_up_runs_it_first() {
         "the stopped cleanup, the one the next up ran first, the one after the rerun"
     );
     assert_eq!(lines("work.log"), ["ran", "ran"], "the step ran again");
+}
+
+/// Asked twice to stop while the step itself is still stopping (it takes its time over
+/// SIGTERM), pinstack does not begin the cleanup only to cut it short: it leaves it, whole,
+/// for the next `up`.
+#[test]
+fn stopped_twice_before_the_cleanup_began_it_is_left_for_the_next_up() {
+    let yaml = "name: cleanup\nsteps:\n  - id: work\n    run: |\n      \
+                echo ran >> \"${workspace}/work.log\"\n      \
+                if [ -e \"${recipe_dir}/slow\" ]; then\n        \
+                trap 'echo stopping > \"${workspace}/stopping\"; sleep 2; exit 1' TERM\n        \
+                sleep 30 &\n        \
+                wait\n      \
+                fi\n    \
+                cleanup: echo cleaned >> \"${workspace}/cleanup.log\"\n";
+    let t = RecipeTest::new(yaml);
+    t.write("slow", "");
+    let child = t.spawn_up(&[]);
+    wait_until(|| t.ws_path("work.log").exists());
+    // The step's shell is waiting; the first stop makes its trap sleep before it exits.
+    std::thread::sleep(Duration::from_millis(200));
+    kill("INT", child.id());
+    wait_for_file(&t.ws_path("stopping"));
+    stop_again(child);
+    assert!(!t.ws_path("cleanup.log").exists(), "no cleanup was begun");
+    rerun_cleans_up_first(&t);
+    let cleaned = std::fs::read_to_string(t.ws_path("cleanup.log")).unwrap();
+    assert_eq!(
+        cleaned.lines().count(),
+        2,
+        "once first, once after the rerun"
+    );
+}
+
+/// pinstack killed while a step's cleanup runs: the next `up` stops that cleanup's process
+/// group before running the cleanup again, so no two copies of it run at once.
+#[test]
+fn a_cleanup_left_running_by_a_killed_run_is_stopped_first() {
+    let yaml = "name: cleanup\nsteps:\n  - id: work\n    run: echo ran\n    \
+                cleanup: |\n      \
+                if [ -e \"${recipe_dir}/slow\" ]; then\n        \
+                sleep 30 &\n        \
+                echo $! > \"${workspace}/cleanup-sleep.pid\"\n        \
+                wait\n      \
+                fi\n      \
+                echo cleaned >> \"${workspace}/cleanup.log\"\n";
+    let t = RecipeTest::new(yaml);
+    t.write("slow", "");
+    let mut child = t.spawn_up(&[]);
+    let sleeper = wait_for_file(&t.ws_path("cleanup-sleep.pid"));
+    kill("KILL", child.id());
+    let _ = child.wait();
+    assert!(
+        process_running(&sleeper),
+        "the killed run's cleanup runs on"
+    );
+    std::fs::remove_file(t.fx.path("slow")).unwrap();
+    let out = t.up(&[], 0);
+    assert!(
+        all_output(&out).contains("stopped process group"),
+        "{}",
+        all_output(&out)
+    );
+    assert_gone(&sleeper, "the killed run's cleanup");
+    let cleaned = std::fs::read_to_string(t.ws_path("cleanup.log")).unwrap();
+    assert_eq!(cleaned.lines().count(), 2, "{cleaned}");
+}
+
+/// The second Ctrl-C: pinstack exits 130, saying that step `work`'s cleanup was stopped.
+fn stop_again(child: Child) {
+    kill("INT", child.id());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", all_output(&out));
+    assert!(
+        all_output(&out).contains("the cleanup of step work was stopped"),
+        "{}",
+        all_output(&out)
+    );
 }
 
 /// With the slow marker gone, `up` runs step `work`'s cleanup left behind first, and succeeds.

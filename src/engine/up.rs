@@ -225,6 +225,11 @@ pub fn up(
             // The attempt stays "running", as if pinstack had been killed: the next `up` runs
             // the cleanup first, then the step again.
             Ran::CleanupStopped => {
+                events(UpEvent::Finish {
+                    step,
+                    outcome: &Outcome::Interrupted,
+                    elapsed: started.elapsed(),
+                });
                 return Ok(UpResult::Interrupted {
                     step: Some(step.id.clone()),
                     cleanup_stopped: true,
@@ -404,25 +409,25 @@ fn run_step(
             detail: String::new(),
         },
     )?;
+    // The attempt names the process group running now (the step's, then its cleanup's), so
+    // that a run after a kill can stop what is left of it.
+    let running = |group: Option<u32>| Attempt {
+        status: AttemptStatus::Running,
+        pid: std::process::id(),
+        group,
+        started_at: store::now(),
+        fingerprint: plan.fingerprint.clone(),
+        detail: String::new(),
+    };
+    let mut record_group = |group: u32| {
+        let _ = store.save_attempt(&step.id, &running(Some(group)));
+    };
     let outcome = match &step.action {
         Action::Sources(only) => run_sources(pins, only, ws, &mut log, &mut |line| {
             events(UpEvent::Line { line })
         }),
         _ => {
             let mut on_line = |line: &str| events(UpEvent::Line { line });
-            let mut record_group = |group: u32| {
-                let _ = store.save_attempt(
-                    &step.id,
-                    &Attempt {
-                        status: AttemptStatus::Running,
-                        pid: std::process::id(),
-                        group: Some(group),
-                        started_at: store::now(),
-                        fingerprint: plan.fingerprint.clone(),
-                        detail: String::new(),
-                    },
-                );
-            };
             runner::run(
                 step,
                 use_sudo,
@@ -436,18 +441,40 @@ fn run_step(
         }
     };
     writeln!(log, "# outcome: {outcome:?}").map_err(log_err)?;
-    if outcome == Outcome::Interrupted && step.cleanup.is_some() {
-        events(UpEvent::Line {
-            line: "interrupted: running the step's cleanup (Ctrl-C again stops it)",
-        });
+    let stop_now = interrupt.second();
+    if step.cleanup.is_some() {
+        if stop_now.raised() {
+            // Asked twice to stop before the cleanup began: it is not begun, only to be cut
+            // short; the next `up` runs it first.
+            writeln!(
+                log,
+                "# cleanup not started: stopped twice; the next `up` runs it"
+            )
+            .map_err(log_err)?;
+            log.flush().map_err(log_err)?;
+            store.save_attempt(&step.id, &running(None))?;
+            return Ok(Ran::CleanupStopped);
+        }
+        if outcome == Outcome::Interrupted {
+            events(UpEvent::Line {
+                line: "interrupted: running the step's cleanup (Ctrl-C again stops it)",
+            });
+        }
     }
-    let cleanup = run_cleanup(step, use_sudo, &mut log, &interrupt.second(), &mut |line| {
-        events(UpEvent::Line { line })
-    })
+    let cleanup = run_cleanup(
+        step,
+        use_sudo,
+        &mut log,
+        &stop_now,
+        &mut |line| events(UpEvent::Line { line }),
+        &mut record_group,
+    )
     .map_err(log_err)?;
     let outcome = match cleanup {
         Some(Outcome::Interrupted) => {
             log.flush().map_err(log_err)?;
+            // The cleanup's group is stopped: nothing is left for the next `up` to stop.
+            store.save_attempt(&step.id, &running(None))?;
             return Ok(Ran::CleanupStopped);
         }
         Some(Outcome::Success) | None => outcome,
@@ -473,6 +500,7 @@ fn run_cleanup(
     log: &mut dyn Write,
     interrupt: &Interrupt,
     on_line: &mut dyn FnMut(&str),
+    on_group: &mut dyn FnMut(u32),
 ) -> std::io::Result<Option<Outcome>> {
     let Some(script) = &step.cleanup else {
         return Ok(None);
@@ -490,7 +518,7 @@ fn run_cleanup(
         &step.secrets,
         interrupt,
         on_line,
-        &mut |_| {},
+        on_group,
     )?;
     writeln!(log, "# cleanup outcome: {outcome:?}")?;
     Ok(Some(outcome))
@@ -518,6 +546,17 @@ fn recover_crashed(
         {
             events(UpEvent::StoppedLeftover { step, group });
         }
+        // While the cleanup runs, the attempt names this run and the cleanup's group.
+        let running = |group: Option<u32>| Attempt {
+            pid: std::process::id(),
+            group,
+            ..a.clone()
+        };
+        let stop_now = interrupt.second();
+        if step.cleanup.is_some() && stop_now.raised() {
+            store.save_attempt(&step.id, &running(None))?;
+            return Ok(Some(step.id.clone()));
+        }
         if step.cleanup.is_some() {
             let log_path = store.log_path(&step.id);
             let log_err = |source| UpError::Log {
@@ -538,9 +577,20 @@ fn recover_crashed(
             )
             .map_err(log_err)?;
             let use_sudo = step.privileged && !root;
-            let outcome = run_cleanup(step, use_sudo, &mut log, &interrupt.second(), &mut |_| {})
-                .map_err(log_err)?;
+            let mut record_group = |group: u32| {
+                let _ = store.save_attempt(&step.id, &running(Some(group)));
+            };
+            let outcome = run_cleanup(
+                step,
+                use_sudo,
+                &mut log,
+                &stop_now,
+                &mut |_| {},
+                &mut record_group,
+            )
+            .map_err(log_err)?;
             if outcome == Some(Outcome::Interrupted) {
+                store.save_attempt(&step.id, &running(None))?;
                 return Ok(Some(step.id.clone()));
             }
             events(UpEvent::CleanedUp {
