@@ -547,6 +547,41 @@ fn a_path_renamed_away_is_gone_for_the_sections_after_it() {
 }
 
 #[test]
+fn a_section_may_not_delete_what_an_earlier_section_wrote() {
+    // Hand-made again: one section changes `s`, a later one deletes the changed `s` (or
+    // creates `n`, then deletes it). git accepts both, but removes every deleted or replaced
+    // file before writing any, so it keeps the written file; pinstack refuses them rather than
+    // give another tree than git.
+    let fx = Fixture::new();
+    let (up, a, b) = two_commits(
+        &fx,
+        |up| {
+            up.write("s", "s 1\ns 2\n");
+        },
+        |up| {
+            up.write("s", "s 1\ns two\n").write("n", "new\n");
+        },
+    );
+    let change = up.diff(&a, &b);
+    up.remove("s").remove("n");
+    let c = up.commit("both gone");
+    let delete = up.diff(&b, &c);
+    let bundle = [change.as_slice(), &delete].concat();
+    let r = check_on(&fx, &up, &a, &bundle);
+    assert_eq!(r["bundles"][0]["status"], "does_not_apply", "{r:#}");
+    let detail = r["bundles"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("deleted by a section after one that writes it"),
+        "{r:#}"
+    );
+    // git takes it, and keeps what the first sections wrote.
+    let clone = fx.clone_at(&up, &a, "git-side");
+    let file = fx.write("write-then-delete.diff", &bundle);
+    git(&clone, &["apply", "--cached", &file.display().to_string()]);
+    assert_eq!(git(&clone, &["ls-files"]), "n\ns");
+}
+
+#[test]
 fn a_diff_without_a_and_b_prefixes_is_refused_when_packed() {
     let fx = Fixture::new();
     let (up, a, b) = two_commits(

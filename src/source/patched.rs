@@ -235,7 +235,15 @@ impl<'r> PatchedTree<'r> {
             .enumerate()
             .try_for_each(|(i, file)| step.file(patch, i, file).map_err(|e| (i, e)))
         {
-            return Err(self.diagnose(patch, section, &reason));
+            return Err(match reason {
+                Refusal::AtThePin(reason) => self.diagnose(patch, section, &reason),
+                Refusal::InTheBundle(detail) => Failure {
+                    diagnosis: Diagnosis::Other,
+                    file: Some(patch.files[section].path().to_owned()),
+                    hunk: None,
+                    detail: format!("the bundle contradicts itself: {detail}"),
+                },
+            });
         }
         let (changes, contents, made, links) = step.finish();
         // Each new file's blob id, hashed on every core; then each checked against the
@@ -623,6 +631,12 @@ impl<'t, 'r> Step<'t, 'r> {
         Ok(())
     }
 
+    /// Whether an earlier section of the bundle wrote `path` (made, changed or moved something
+    /// there).
+    fn written(&self, path: &str) -> bool {
+        matches!(self.changes.get(path), Some(Some(_)))
+    }
+
     /// The commit of the submodule at `path` now, if there is one.
     fn submodule_now(&self, path: &str) -> Option<Oid> {
         match self.changes.get(path) {
@@ -634,7 +648,7 @@ impl<'t, 'r> Step<'t, 'r> {
 
     /// A section that adds, moves or removes a submodule: one line, `Subproject commit <id>`,
     /// on each side it has.
-    fn submodule(&mut self, patch: &Patch, file: &FilePatch) -> Result<(), String> {
+    fn submodule(&mut self, patch: &Patch, file: &FilePatch) -> Result<(), Refusal> {
         let path = file.path();
         let commit = |lines: Vec<&[u8]>| -> Result<Option<Oid>, String> {
             let bad = || format!("{path}: a submodule section names one `Subproject commit`");
@@ -655,25 +669,30 @@ impl<'t, 'r> Step<'t, 'r> {
                 commit(hunk.preimage(patch, file))?,
                 commit(hunk.postimage(patch, file))?,
             ),
-            _ => return Err(format!("{path}: a submodule section has one hunk")),
+            _ => {
+                return Err(Refusal::AtThePin(format!(
+                    "{path}: a submodule section has one hunk"
+                )));
+            }
         };
         match file.change {
             Change::Added => self.free(path)?,
+            Change::Deleted if self.written(path) => return Err(deleting_what_was_written(path)),
             Change::Modified | Change::Deleted => {
                 let now = self.submodule_now(path);
                 if now.is_none() || now != old {
                     let at =
                         now.map_or("no submodule".to_owned(), |id| format!("submodule at {id}"));
                     let want = old.map_or("none".to_owned(), |id| id.to_string());
-                    return Err(format!(
+                    return Err(Refusal::AtThePin(format!(
                         "{path}: the pin has {at}, the bundle moves it from {want}"
-                    ));
+                    )));
                 }
             }
             Change::Renamed | Change::Copied => {
-                return Err(format!(
+                return Err(Refusal::AtThePin(format!(
                     "{path}: a bundle cannot rename or copy a submodule"
-                ));
+                )));
             }
         }
         match (file.change, new) {
@@ -685,13 +704,17 @@ impl<'t, 'r> Step<'t, 'r> {
                 let i = self.links.len() - 1;
                 self.changes.insert(path.to_owned(), Some((i, SUBMODULE)));
             }
-            (_, None) => return Err(format!("{path}: the section names no commit")),
+            (_, None) => {
+                return Err(Refusal::AtThePin(format!(
+                    "{path}: the section names no commit"
+                )));
+            }
         }
         Ok(())
     }
 
     /// Applies section number `section`; the error is a short reason for [`tree::diagnose`].
-    fn file(&mut self, patch: &Patch, section: usize, file: &FilePatch) -> Result<(), String> {
+    fn file(&mut self, patch: &Patch, section: usize, file: &FilePatch) -> Result<(), Refusal> {
         let submodule = Some(SUBMODULE as u32);
         if file.old_mode == submodule || file.new_mode == submodule {
             return self.submodule(patch, file);
@@ -715,10 +738,19 @@ impl<'t, 'r> Step<'t, 'r> {
             (_, Some(old))
                 if self.renamed_away.contains(old) && !self.changes.contains_key(old) =>
             {
-                return Err(format!("{old} has been renamed away by an earlier section"));
+                return Err(Refusal::InTheBundle(format!(
+                    "{old} has been renamed away by an earlier section"
+                )));
+            }
+            (Change::Deleted, Some(old)) if self.written(old) => {
+                return Err(deleting_what_was_written(old));
             }
             (_, Some(old)) => Some(self.now(old)?.ok_or_else(|| missing(old))?),
-            (_, None) => return Err(format!("{path}: the section names no old path")),
+            (_, None) => {
+                return Err(Refusal::AtThePin(format!(
+                    "{path}: the section names no old path"
+                )));
+            }
         };
         // As git: the file must be of the type the bundle expects (a link is not a file).
         if let (Some(now), Some(expected)) = (&old, file.old_mode) {
@@ -730,11 +762,11 @@ impl<'t, 'r> Step<'t, 'r> {
                 }
             };
             if kind(now.mode()) != kind(expected as i32) {
-                return Err(format!(
+                return Err(Refusal::AtThePin(format!(
                     "{path} is a {} at the pin, but the bundle changes a {}",
                     kind(now.mode()),
                     kind(expected as i32)
-                ));
+                )));
             }
         }
         let (before, old_mode): (&[u8], Option<i32>) = match &old {
@@ -752,7 +784,9 @@ impl<'t, 'r> Step<'t, 'r> {
                 }
                 .to_string();
                 if !have.starts_with(want.as_str()) {
-                    return Err(format!("binary file {path} is not the bundle's pre-image"));
+                    return Err(Refusal::AtThePin(format!(
+                        "binary file {path} is not the bundle's pre-image"
+                    )));
                 }
             }
             super::binary::apply(file.binary_body(patch), before)
@@ -763,7 +797,9 @@ impl<'t, 'r> Step<'t, 'r> {
         };
         if file.change == Change::Deleted {
             if !after.is_empty() {
-                return Err(format!("removing {path} leaves content behind"));
+                return Err(Refusal::AtThePin(format!(
+                    "removing {path} leaves content behind"
+                )));
             }
             self.changes.insert(path.to_owned(), None);
             return Ok(());
@@ -793,6 +829,31 @@ impl<'t, 'r> Step<'t, 'r> {
         }
         (self.changes, self.contents, self.made, self.links)
     }
+}
+
+/// Why a section does not apply.
+enum Refusal {
+    /// Something in the tree is not as the section expects: [`tree::diagnose`] finds out what.
+    AtThePin(String),
+    /// The bundle contradicts itself (a later section reads or deletes what an earlier one
+    /// moved or wrote, which `git diff` never writes): said as it is.
+    InTheBundle(String),
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Self {
+        Refusal::AtThePin(reason)
+    }
+}
+
+/// Why a section may not delete what an earlier one wrote: git removes every deleted or
+/// replaced file before it writes any, so it would keep the earlier section's file, which
+/// is not what the bundle reads as.
+fn deleting_what_was_written(path: &str) -> Refusal {
+    Refusal::InTheBundle(format!(
+        "{path} is deleted by a section after one that writes it (git would keep the written \
+         file); make the bundle from a single diff"
+    ))
 }
 
 /// Applies a file section's hunks to `content`; the error is the 1-based number of the hunk
