@@ -93,8 +93,16 @@ impl Tree {
         );
         let text = String::from_utf8(text).unwrap();
         let mut files = BTreeMap::new();
+        let mut listed_twice = Vec::new();
         for line in text.lines() {
             let (code, path) = line.split_at(3);
+            // A path whose deletion is staged while the work tree has a file there again shows
+            // twice (`D ` staged, then `??`): what the tree holds there is a change only if it
+            // is not HEAD's file, which is what `git add -A` would record and the audit says.
+            if code.starts_with("??") && files.contains_key(path) {
+                listed_twice.push(path.to_owned());
+                continue;
+            }
             let class = if code.starts_with("??") {
                 "untracked"
             } else if std::fs::symlink_metadata(self.co.join(path)).map_or(true, |m| m.is_dir()) {
@@ -103,12 +111,13 @@ impl Tree {
             } else {
                 "residual"
             };
-            // A path whose deletion is staged while the work tree has a file there again shows
-            // twice (`D ` staged, then `??`): `git add -A` would record a changed file, and the
-            // audit, which looks at what the tree holds, says so.
-            files
-                .entry(path.to_owned())
-                .or_insert_with(|| class.to_owned());
+            files.insert(path.to_owned(), class.to_owned());
+        }
+        for path in listed_twice {
+            let head = git(&self.co, &["rev-parse", &format!("HEAD:{path}")]);
+            if git(&self.co, &["hash-object", "--", &path]) == head {
+                files.remove(&path);
+            }
         }
         let ignored = git(
             &self.co,
@@ -287,6 +296,17 @@ fn a_pipe_or_a_socket_in_the_checkout_is_not_a_local_change() {
     fx.pins(&[Pin::new("up", &up, &second)]);
     fx.pinstack().arg("fetch").assert().success();
     assert_eq!(std::fs::read(co.join("f.txt")).unwrap(), b"two\n");
+}
+
+#[test]
+fn a_staged_deletion_of_a_file_still_in_the_tree_is_seen_as_git_sees_it() {
+    let t = tree();
+    // The file is as HEAD has it: nothing changed in the tree.
+    t.git_do(&["rm", "-q", "--cached", "f0.txt"]);
+    t.agree("a staged deletion, the file untouched");
+    // Written again with other content: a changed file.
+    t.write("f0.txt", "other\n");
+    t.agree("a staged deletion, the file changed");
 }
 
 /// A checkout whose pin holds a submodule entry (the submodule itself is never fetched).
