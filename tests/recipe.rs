@@ -1405,6 +1405,8 @@ fn a_second_ctrl_c_stops_the_cleanup_and_the_next_up_runs_it_first() {
     stop_again(child);
     assert_gone(&sleeper, "the cleanup's sleep");
     assert_eq!(lines("cleanup.log"), ["started"]);
+    let reason = t.step_plan("work")["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("runs the cleanup first"), "{reason}");
 
     rerun_cleans_up_first(&t);
     assert_eq!(

@@ -197,6 +197,11 @@ pub(crate) fn evaluate(
         if !alive {
             plan.status = Status::Failed;
             let what = match a.status {
+                AttemptStatus::Running if step.cleanup.is_some() => {
+                    "was interrupted (pinstack stopped before it and its cleanup finished; \
+                     the next `up` runs the cleanup first)"
+                        .to_owned()
+                }
                 AttemptStatus::Running => {
                     "was interrupted (pinstack stopped while it ran)".to_owned()
                 }
