@@ -344,8 +344,16 @@ fn two_commits(
 
 /// Checks `diff` pinned on `pin`; returns the bundle's result and the tree.
 fn check_on(fx: &Fixture, up: &Upstream, pin: &str, diff: &[u8]) -> serde_json::Value {
-    let b = fx.bundle("case", diff);
-    fx.pins(&[Pin::new("app", up, pin).patch(b.entry())]);
+    check_stack(fx, up, pin, &[diff])
+}
+
+/// Checks the bundles `diffs`, in order, pinned on `pin`; returns the repo's result.
+fn check_stack(fx: &Fixture, up: &Upstream, pin: &str, diffs: &[&[u8]]) -> serde_json::Value {
+    let mut p = Pin::new("app", up, pin);
+    for (i, diff) in diffs.iter().enumerate() {
+        p = p.patch(fx.bundle(&format!("case{i}"), diff).entry());
+    }
+    fx.pins(&[p]);
     let out = fx
         .pinstack_std()
         .args(["check", "--json"])
@@ -582,6 +590,117 @@ fn a_section_may_not_delete_what_an_earlier_section_wrote() {
 }
 
 #[test]
+fn a_file_that_turns_into_a_folder_and_back_over_two_bundles_gives_gits_tree() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("a", "a file\n").write("keep", "k\n");
+    let c0 = up.commit("a file");
+    up.remove("a").write("a/x", "in a folder\n");
+    let c1 = up.commit("a folder");
+    up.remove("a/x");
+    std::fs::remove_dir(up.path.join("a")).unwrap();
+    up.write("a", "a file again\n");
+    let c2 = up.commit("a file again");
+    let (d1, d2) = (up.diff(&c0, &c1), up.diff(&c1, &c2));
+    let r = check_stack(&fx, &up, &c0, &[&d1, &d2]);
+    assert_eq!(r["tree"], up.tree(&c2).as_str(), "{r:#}");
+    // The other way round: a folder that turns into a file and back.
+    let r = check_stack(&fx, &up, &c1, &[&up.diff(&c1, &c2), &up.diff(&c2, &c1)]);
+    assert_eq!(r["tree"], up.tree(&c1).as_str(), "{r:#}");
+}
+
+#[test]
+fn a_file_written_where_an_earlier_bundle_made_a_folder_is_named() {
+    // The first bundle turns the file `thing` into a folder; the second, made by hand, writes
+    // the file `thing` again beside it. The second bundle's own path is the one to blame.
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("thing", "a file\n").write("keep", "k\n");
+    let c0 = up.commit("thing is a file");
+    up.remove("thing").write("thing/a", "a\n");
+    let c1 = up.commit("thing is a folder");
+    let first = up.diff(&c0, &c1);
+    let creates_thing = "diff --git a/thing b/thing\nnew file mode 100644\n--- /dev/null\n\
+                         +++ b/thing\n@@ -0,0 +1 @@\n+a file again\n";
+    let r = check_stack(&fx, &up, &c0, &[&first, creates_thing.as_bytes()]);
+    let b = &r["bundles"][1];
+    assert_eq!(b["status"], "does_not_apply", "{r:#}");
+    assert_eq!(b["diagnosis"], "exists", "{r:#}");
+    assert_eq!(b["file"], "thing", "{r:#}");
+}
+
+#[test]
+fn a_deletion_that_does_not_apply_says_how_the_file_differs() {
+    let fx = Fixture::new();
+    let (up, a, b) = two_commits(
+        &fx,
+        |up| {
+            up.write("f", "one\ntwo\n").write("keep", "k\n");
+        },
+        |up| {
+            up.remove("f");
+        },
+    );
+    let delete = up.diff(&a, &b);
+    let on = |content: &str| {
+        up.restore(&a);
+        up.write("f", content);
+        let pin = up.commit("f differs");
+        check_on(&fx, &up, &pin, &delete)["bundles"][0].clone()
+    };
+    for (content, says) in [
+        ("one\r\ntwo\r\n", "not byte for byte"),
+        ("one\ntwo", "not byte for byte"),
+        ("zero\none\ntwo\n", "holds more than the bundle removes"),
+        ("one\ntwo\nthree\n", "holds more than the bundle removes"),
+        ("one\n", "not the file the bundle deletes"),
+    ] {
+        let r = on(content);
+        assert_eq!(r["diagnosis"], "context", "{content:?}: {r:#}");
+        assert_eq!(r["file"], "f", "{content:?}: {r:#}");
+        assert!(
+            r["detail"].as_str().unwrap().contains(says),
+            "{content:?}: {r:#}"
+        );
+    }
+    // Deleted twice by one bundle: the bundle contradicts itself.
+    let twice = [delete.as_slice(), &delete].concat();
+    let r = check_on(&fx, &up, &a, &twice)["bundles"][0].clone();
+    assert!(
+        r["detail"]
+            .as_str()
+            .unwrap()
+            .contains("has been deleted by an earlier section"),
+        "{r:#}"
+    );
+}
+
+#[test]
+fn a_folder_and_a_link_trade_places_as_in_git() {
+    // git writes a folder that becomes a link as the folder's files deleted and the link
+    // created, and the reverse as the link deleted and the files created: nothing is written
+    // through a link, because the deletions come first. `apply` and `check` both give git's
+    // tree, both ways.
+    for folder_first in [true, false] {
+        let fx = Fixture::new();
+        let up = fx.upstream("app");
+        up.write("d/x", "x\n").write("keep", "k\n");
+        let folder = up.commit("d is a folder");
+        up.remove("d/x");
+        std::fs::remove_dir(up.path.join("d")).unwrap();
+        std::os::unix::fs::symlink("keep", up.path.join("d")).unwrap();
+        let link = up.commit("d is a link");
+        let (from, to) = if folder_first {
+            (&folder, &link)
+        } else {
+            (&link, &folder)
+        };
+        let tree = fx.assert_apply_like_git(&up, from, &[(&up.diff(from, to), None)]);
+        assert_eq!(tree, up.tree(to));
+    }
+}
+
+#[test]
 fn a_diff_without_a_and_b_prefixes_is_refused_when_packed() {
     let fx = Fixture::new();
     let (up, a, b) = two_commits(
@@ -707,6 +826,7 @@ fn a_bundle_that_moves_a_submodule_gives_gits_tree() {
     let pin = link(&b);
     let r = check_on(&fx, &up, &pin, &diff);
     assert_eq!(r["bundles"][0]["status"], "does_not_apply", "{r:#}");
+    assert_eq!(r["bundles"][0]["diagnosis"], "context", "{r:#}");
     assert!(
         r["bundles"][0]["detail"].as_str().unwrap().contains("sub"),
         "{r:#}"

@@ -183,7 +183,14 @@ pub fn apply(
         }
         rescued = rescue::save_and_reset(ws, &repo.name, &r)?.or(rescued);
     }
-    refuse_symlinked_parents(&path, &repo.name, changes.iter().map(String::as_str))?;
+    // A link the bundles replace with a folder is removed before anything is written in it.
+    let replaced_link = |p: &str| changes.contains(p) && patched.entry(p).is_none();
+    refuse_symlinked_parents(
+        &path,
+        &repo.name,
+        changes.iter().map(String::as_str),
+        &replaced_link,
+    )?;
     // The journal goes first: a kill while files are written leaves work pinstack recognises.
     crate::fault::disk_full(&path).map_err(SourceError::io(&path))?;
     record::save(ws, &repo.name, &repo.commit, &written, true)?;
@@ -256,16 +263,20 @@ pub(super) fn read_from_pinned(
     git::read_blob(&r, &tree, file)
 }
 
-/// Refuses to write a path whose parent folder in the work tree is a symbolic link.
+/// Refuses to write a path whose parent folder in the work tree is a symbolic link, unless the
+/// bundles remove that link first (`replaced`: a link that becomes a folder).
 fn refuse_symlinked_parents<'a>(
     root: &Path,
     name: &str,
     paths: impl Iterator<Item = &'a str>,
+    replaced: &dyn Fn(&str) -> bool,
 ) -> Result<(), SourceError> {
     for path in paths {
         for (i, _) in path.match_indices('/') {
             let parent = root.join(&path[..i]);
-            if std::fs::symlink_metadata(&parent).is_ok_and(|m| m.file_type().is_symlink()) {
+            if std::fs::symlink_metadata(&parent).is_ok_and(|m| m.file_type().is_symlink())
+                && !replaced(&path[..i])
+            {
                 return Err(SourceError::Refused {
                     repo: name.to_owned(),
                     message: format!(

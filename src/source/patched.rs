@@ -237,11 +237,11 @@ impl<'r> PatchedTree<'r> {
         {
             return Err(match reason {
                 Refusal::AtThePin(reason) => self.diagnose(patch, section, &reason),
-                Refusal::InTheBundle(detail) => Failure {
-                    diagnosis: Diagnosis::Other,
+                Refusal::Known(diagnosis, detail) => Failure {
+                    diagnosis,
                     file: Some(patch.files[section].path().to_owned()),
                     hunk: None,
-                    detail: format!("the bundle contradicts itself: {detail}"),
+                    detail,
                 },
             });
         }
@@ -268,6 +268,11 @@ impl<'r> PatchedTree<'r> {
             }
         }
         let before = self.changes.clone();
+        let written_now: HashSet<String> = changes
+            .iter()
+            .filter(|(_, change)| change.is_some())
+            .map(|(path, _)| path.clone())
+            .collect();
         for (path, change) in changes {
             let entry = change.map(|(made, mode)| match mode {
                 SUBMODULE => (links[made], mode),
@@ -280,12 +285,23 @@ impl<'r> PatchedTree<'r> {
                 self.blobs.extend(ids.into_iter().zip(contents));
                 Ok(id)
             }
-            // A file where a folder is (or the reverse) shows only when the tree is built.
-            Err(BuildError::InTheWay { path, detail }) => {
+            // A file where a folder is (or the reverse) shows only when the tree is built; the
+            // side this bundle wrote is the one named.
+            Err(BuildError::Conflict { at, below }) => {
                 self.changes = before;
+                let (file, detail) = match below {
+                    Some(below) if !written_now.contains(&at) => {
+                        let detail = format!("{below} is written below {at}, which is a file");
+                        (below, detail)
+                    }
+                    _ => {
+                        let detail = format!("{at} is written as a file where {at}/ is a folder");
+                        (at, detail)
+                    }
+                };
                 Err(Failure {
                     diagnosis: Diagnosis::Exists,
-                    file: Some(path),
+                    file: Some(file),
                     hunk: None,
                     detail: format!("the bundle does not apply: {detail}"),
                 })
@@ -428,6 +444,18 @@ impl<'r> PatchedTree<'r> {
         }
     }
 
+    /// A file and a folder with something in it, both at `at`.
+    fn conflict(&self, at: String) -> BuildError {
+        let prefix = format!("{at}/");
+        let below = self
+            .changes
+            .range(prefix.clone()..)
+            .take_while(|(p, _)| p.starts_with(&prefix))
+            .find(|(_, e)| e.is_some())
+            .map(|(p, _)| p.clone());
+        BuildError::Conflict { at, below }
+    }
+
     /// Builds one folder: `base`'s entries, with `folder`'s changes. Entries keep their place
     /// (git's order) unless one is added or turns from file to folder.
     fn build_folder(
@@ -461,25 +489,17 @@ impl<'r> PatchedTree<'r> {
                         .folder(&path)
                         .ok_or_else(|| BuildError::Other(format!("reading folder {path}")))?,
                 ),
-                Some(_) if folder.files.get(name) != Some(&None) => {
-                    // Named by the first path the bundles write below it.
-                    let below = format!("{path}/");
-                    let written = self
-                        .changes
-                        .range(below.clone()..)
-                        .map(|(p, _)| p)
-                        .find(|p| p.starts_with(&below))
-                        .unwrap_or(&path);
-                    return Err(BuildError::InTheWay {
-                        path: written.clone(),
-                        detail: format!("{written}: {path} is a file in the tree, not a folder"),
-                    });
-                }
                 _ => None,
             };
+            // Built first: a folder the bundles empty again is no folder at all.
             let built = self.build_folder(&format!("{path}/"), below.as_deref(), sub, write)?;
             match (built, at) {
                 (Some(id), Some(i)) if entries[i].1 == TREE_MODE => entries[i].2 = id,
+                // A file stays at this name (the base's, or one written again) where the
+                // bundles leave a folder with something in it.
+                (Some(_), Some(_)) if folder.files.get(name) != Some(&None) => {
+                    return Err(self.conflict(path));
+                }
                 (Some(id), at) => {
                     // A file the bundle removes gives way to a folder of the same name.
                     if let Some(i) = at {
@@ -496,12 +516,7 @@ impl<'r> PatchedTree<'r> {
             let is_folder = at.is_some_and(|i| entries[i].1 == TREE_MODE)
                 || added.iter().any(|a| a.0 == name.as_bytes());
             match (entry, at) {
-                (Some(_), _) if is_folder => {
-                    return Err(BuildError::InTheWay {
-                        path: format!("{prefix}{name}"),
-                        detail: format!("{prefix}{name} is a folder in the tree, not a file"),
-                    });
-                }
+                (Some(_), _) if is_folder => return Err(self.conflict(format!("{prefix}{name}"))),
                 (Some((id, mode)), Some(i)) => {
                     entries[i].1 = *mode;
                     entries[i].2 = *id;
@@ -684,9 +699,10 @@ impl<'t, 'r> Step<'t, 'r> {
                     let at =
                         now.map_or("no submodule".to_owned(), |id| format!("submodule at {id}"));
                     let want = old.map_or("none".to_owned(), |id| id.to_string());
-                    return Err(Refusal::AtThePin(format!(
-                        "{path}: the pin has {at}, the bundle moves it from {want}"
-                    )));
+                    return Err(Refusal::Known(
+                        Diagnosis::Context,
+                        format!("{path}: the pin has {at}, the bundle moves it from {want}"),
+                    ));
                 }
             }
             Change::Renamed | Change::Copied => {
@@ -738,8 +754,13 @@ impl<'t, 'r> Step<'t, 'r> {
             (_, Some(old))
                 if self.renamed_away.contains(old) && !self.changes.contains_key(old) =>
             {
-                return Err(Refusal::InTheBundle(format!(
+                return Err(contradicts_itself(format!(
                     "{old} has been renamed away by an earlier section"
+                )));
+            }
+            (Change::Deleted, Some(old)) if self.changes.get(old) == Some(&None) => {
+                return Err(contradicts_itself(format!(
+                    "{old} has been deleted by an earlier section"
                 )));
             }
             (Change::Deleted, Some(old)) if self.written(old) => {
@@ -835,9 +856,18 @@ impl<'t, 'r> Step<'t, 'r> {
 enum Refusal {
     /// Something in the tree is not as the section expects: [`tree::diagnose`] finds out what.
     AtThePin(String),
-    /// The bundle contradicts itself (a later section reads or deletes what an earlier one
-    /// moved or wrote, which `git diff` never writes): said as it is.
-    InTheBundle(String),
+    /// Already known, and said as it is: a submodule at another commit, or a bundle that
+    /// contradicts itself (a later section reads or deletes what an earlier one moved, wrote
+    /// or deleted, which `git diff` never writes).
+    Known(Diagnosis, String),
+}
+
+/// A refusal for a bundle that contradicts itself.
+fn contradicts_itself(detail: String) -> Refusal {
+    Refusal::Known(
+        Diagnosis::Other,
+        format!("the bundle contradicts itself: {detail}"),
+    )
 }
 
 impl From<String> for Refusal {
@@ -850,9 +880,10 @@ impl From<String> for Refusal {
 /// replaced file before it writes any, so it would keep the earlier section's file, which
 /// is not what the bundle reads as.
 fn deleting_what_was_written(path: &str) -> Refusal {
-    Refusal::InTheBundle(format!(
-        "{path} is deleted by a section after one that writes it (git would keep the written \
-         file); make the bundle from a single diff"
+    contradicts_itself(format!(
+        "{path} is deleted by a section after one that writes it (git removes files before it \
+         writes any, so it does not give the tree the bundle reads as); make the bundle from a \
+         single diff"
     ))
 }
 
@@ -927,8 +958,8 @@ fn tree_bytes(entries: &mut [RawEntry<'_>]) -> Vec<u8> {
 /// Why the tree the bundles leave cannot be built.
 #[derive(Debug)]
 enum BuildError {
-    /// A path the bundles write (`path`) has a file or folder in its way.
-    InTheWay { path: String, detail: String },
+    /// `at` would be a file and a folder at once; `below` is a path written into the folder.
+    Conflict { at: String, below: Option<String> },
     /// Anything else: a folder that cannot be read, an object that cannot be stored.
     Other(String),
 }
@@ -942,7 +973,7 @@ impl From<git2::Error> for BuildError {
 impl std::fmt::Display for BuildError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BuildError::InTheWay { detail, .. } => f.write_str(detail),
+            BuildError::Conflict { at, .. } => write!(f, "{at} would be both a file and a folder"),
             BuildError::Other(detail) => f.write_str(detail),
         }
     }

@@ -102,11 +102,27 @@ pub(super) fn check_symlinks(is_link: &dyn Fn(&str) -> bool, patch: &Patch) -> R
         .filter(|f| f.creates_symlink())
         .filter_map(|f| f.new_path.as_deref())
         .collect();
+    // As git: a bundle removes before it writes, so a link it deletes is gone before anything
+    // is written below it, and a file it deletes is gone before a link it creates is there.
+    let deleted: HashSet<&str> = patch
+        .files
+        .iter()
+        .filter(|f| f.change == Change::Deleted)
+        .filter_map(|f| f.old_path.as_deref())
+        .collect();
     for file in &patch.files {
+        let deletes = file.change == Change::Deleted;
         for path in [&file.old_path, &file.new_path].into_iter().flatten() {
             for (i, _) in path.match_indices('/') {
                 let parent = &path[..i];
-                if is_link(parent) || created.contains(parent) {
+                // A deletion is checked against the links there now; a write, against the
+                // links left once deletions are done and the links the bundle makes.
+                let link_there = if deletes {
+                    is_link(parent)
+                } else {
+                    (is_link(parent) && !deleted.contains(parent)) || created.contains(parent)
+                };
+                if link_there {
                     return Err(Failure {
                         diagnosis: Diagnosis::Symlink,
                         file: Some(path.clone()),
@@ -191,19 +207,11 @@ pub(super) fn diagnose(
             }
             continue;
         }
+        if file.change == Change::Deleted {
+            return diagnose_deletion(patch, file, &content);
+        }
         if let Some(failure) = diagnose_hunks(patch, file, &content) {
             return failure;
-        }
-        if file.change == Change::Deleted {
-            // Every line it removes is there, and more: the file grew at the pin.
-            return fail(
-                Diagnosis::Context,
-                file,
-                None,
-                format!(
-                    "{old} at the pin holds more than the bundle removes: it changed at the pin"
-                ),
-            );
         }
     }
     Failure {
@@ -211,6 +219,39 @@ pub(super) fn diagnose(
         file: patch.files.get(section).map(|f| f.path().to_owned()),
         hunk: None,
         detail: format!("the bundle does not apply: {reason}"),
+    }
+}
+
+/// A deletion that does not apply to a file that is there: the file is not exactly what the
+/// bundle removes. (A deletion is never "already applied" while its file exists.)
+fn diagnose_deletion(patch: &Patch, file: &FilePatch, content: &[u8]) -> Failure {
+    let path = file.path();
+    let removed: Vec<&[u8]> = file
+        .hunks
+        .iter()
+        .flat_map(|h| h.preimage(patch, file))
+        .collect();
+    let have = lines(content);
+    let detail = if have == removed {
+        format!(
+            "{path} at the pin holds the lines the bundle removes, but not byte for byte (line \
+             endings or the final newline differ)"
+        )
+    } else if have.len() > removed.len() && find(&have, &removed, 0).is_some() {
+        format!(
+            "{path} at the pin holds more than the bundle removes ({} lines, the bundle removes \
+             {}): it changed at the pin",
+            have.len(),
+            removed.len()
+        )
+    } else {
+        format!("{path} at the pin is not the file the bundle deletes: it changed at the pin")
+    };
+    Failure {
+        diagnosis: Diagnosis::Context,
+        file: Some(path.to_owned()),
+        hunk: None,
+        detail,
     }
 }
 
