@@ -1122,6 +1122,62 @@ fn a_reboot_step_holds_later_steps_until_the_boot_id_changes() {
     t.assert_counts(&[("driver", 1), ("after", 1), ("unrelated", 1)]);
 }
 
+/// Ctrl-C during a `uses: sources` step: the repo being fetched is finished, the next one is
+/// not begun, and `up` exits 130 with the step interrupted; the next `up` does the rest.
+#[test]
+fn a_ctrl_c_during_a_sources_step_stops_it_between_repos() {
+    let yaml = recipe(
+        "name: sources\npins: pins.yaml",
+        &["  - id: sources\n    uses: sources\n".to_owned()],
+    );
+    let t = RecipeTest::new(&yaml);
+    let mut pins = Vec::new();
+    for name in ["a", "b"] {
+        let up = t.fx.upstream(name);
+        up.write("f.txt", format!("{name}\n"));
+        let commit = up.commit("base");
+        pins.push(Pin::new(name, &up, &commit));
+    }
+    t.fx.pins(&pins);
+    // A git that takes its time over a fetch, and says when it starts one.
+    let real = StdCommand::new("sh")
+        .args(["-c", "command -v git"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_owned();
+    let bin = t.fx.path("slow-git");
+    std::fs::create_dir_all(&bin).unwrap();
+    let marker = t.fx.path("fetching");
+    let script = format!(
+        "#!/bin/sh\ncase \" $* \" in *\" fetch \"*) echo >> '{}'; sleep 1;; esac\nexec '{real}' \"$@\"\n",
+        marker.display()
+    );
+    std::fs::write(bin.join("git"), script).unwrap();
+    std::fs::set_permissions(
+        bin.join("git"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let child = t.spawn_up(&[("PATH", path.as_str())]);
+    wait_until(|| marker.exists());
+    kill("INT", child.id());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", all_output(&out));
+    assert!(
+        t.ws_path("src/a/f.txt").exists(),
+        "the repo begun is finished"
+    );
+    assert!(!t.ws_path("src/b").exists(), "the next repo is not begun");
+    let reason = t.step_plan("sources")["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(reason.contains("interrupted"), "{reason}");
+    t.up(&[], 0);
+    assert!(t.ws_path("src/b/f.txt").exists());
+}
+
 #[test]
 fn a_sources_step_applies_the_pins_and_follows_the_bundle_hashes() {
     let yaml = recipe(

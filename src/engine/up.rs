@@ -398,32 +398,23 @@ fn run_step(
     let argv = runner::command_line(step, use_sudo);
     runner::log_header(&mut log, step, &argv, secrets).map_err(log_err)?;
     log.flush().map_err(log_err)?;
-    store.save_attempt(
-        &step.id,
-        &Attempt {
-            status: AttemptStatus::Running,
-            pid: std::process::id(),
-            group: None,
-            started_at: store::now(),
-            fingerprint: plan.fingerprint.clone(),
-            detail: String::new(),
-        },
-    )?;
     // The attempt names the process group running now (the step's, then its cleanup's), so
     // that a run after a kill can stop what is left of it.
+    let started_at = store::now();
     let running = |group: Option<u32>| Attempt {
         status: AttemptStatus::Running,
         pid: std::process::id(),
         group,
-        started_at: store::now(),
+        started_at,
         fingerprint: plan.fingerprint.clone(),
         detail: String::new(),
     };
+    store.save_attempt(&step.id, &running(None))?;
     let mut record_group = |group: u32| {
         let _ = store.save_attempt(&step.id, &running(Some(group)));
     };
     let outcome = match &step.action {
-        Action::Sources(only) => run_sources(pins, only, ws, &mut log, &mut |line| {
+        Action::Sources(only) => run_sources(pins, only, ws, interrupt, &mut log, &mut |line| {
             events(UpEvent::Line { line })
         }),
         _ => {
@@ -611,10 +602,14 @@ fn recover_crashed(
 }
 
 /// The built-in `uses: sources`: fetch and apply every pinned repo.
+/// A stop is seen between repos (each fetch and apply is safe to stop between, and `apply`
+/// finishes what it began); a repo that failed while a stop was asked for (its `git fetch`
+/// got the Ctrl-C too) counts as interrupted, not failed.
 fn run_sources(
     pins: Option<&Pins>,
     only: &[String],
     ws: &Workspace,
+    interrupt: &Interrupt,
     log: &mut dyn Write,
     on_line: &mut dyn FnMut(&str),
 ) -> Outcome {
@@ -635,6 +630,9 @@ fn run_sources(
         .iter()
         .filter(|r| only.is_empty() || only.contains(&r.name))
     {
+        if interrupt.raised() {
+            return Outcome::Interrupted;
+        }
         match source::apply(ws, pins, repo, ApplyOptions::default()) {
             Ok(report) => say(
                 format!(
@@ -645,6 +643,9 @@ fn run_sources(
             ),
             Err(e) => {
                 say(format!("{}: {e}", repo.name), log);
+                if interrupt.raised() {
+                    return Outcome::Interrupted;
+                }
                 return Outcome::Failed(format!("{}: {e}", repo.name));
             }
         }
