@@ -845,3 +845,162 @@ fn kill_apply_at(fx: &Fixture, point: &str, n: usize) {
         .unwrap();
     assert_eq!(killed.status.code(), None, "killed at file {n}");
 }
+
+/// The rescue bundle's note, read back.
+fn rescue_note(fx: &Fixture) -> String {
+    let dir = fx.path("workspace/rescue");
+    let note = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "txt"))
+        .expect("a rescue note");
+    std::fs::read_to_string(note).unwrap()
+}
+
+#[test]
+fn force_keeps_files_git_ignores_and_its_note_restores_the_rest() {
+    let (fx, _up, _base, _diff, tree) = applied();
+    let checkout = fx.checkout("app");
+    // Ignored by a rule of the person's own (an untracked .gitignore), and by the checkout's
+    // exclude file, at the top and inside an untracked folder.
+    std::fs::write(checkout.join(".gitignore"), "secret.env\n").unwrap();
+    std::fs::write(checkout.join("secret.env"), "TOKEN=x\n").unwrap();
+    std::fs::write(checkout.join(".git/info/exclude"), "*.o\n").unwrap();
+    std::fs::create_dir_all(checkout.join("mywork/obj")).unwrap();
+    std::fs::write(checkout.join("mywork/obj/k.o"), "hours of build\n").unwrap();
+    std::fs::write(checkout.join("mywork/notes.txt"), "notes\n").unwrap();
+    std::fs::write(checkout.join("other.txt"), "my own edit\n").unwrap();
+    let dirty = fx.worktree_tree(&checkout);
+
+    let v = fx.json(&["apply", "--force"], 0);
+    assert_eq!(v["repos"][0]["outcome"], "applied", "{v:#}");
+    // Kept, though its rule went into the rescue with the .gitignore that held it.
+    assert_eq!(
+        std::fs::read(checkout.join("secret.env")).unwrap(),
+        b"TOKEN=x\n"
+    );
+    std::fs::rename(checkout.join("secret.env"), fx.path("secret.env")).unwrap();
+    assert_eq!(fx.worktree_tree(&checkout), tree);
+    std::fs::rename(fx.path("secret.env"), checkout.join("secret.env")).unwrap();
+    assert_eq!(
+        std::fs::read(checkout.join("mywork/obj/k.o")).unwrap(),
+        b"hours of build\n"
+    );
+    assert!(
+        !checkout.join("mywork/notes.txt").exists(),
+        "rescued, then removed"
+    );
+
+    // The note's restore line, run as it stands in the checkout, gives the person's tree back.
+    let note = rescue_note(&fx);
+    let restore = note
+        .lines()
+        .skip_while(|l| !l.starts_with("restore"))
+        .nth(1)
+        .expect("a restore command")
+        .trim()
+        .to_owned();
+    fx.sh(&format!("cd '{}' && {restore}", checkout.display()));
+    assert_eq!(fx.worktree_tree(&checkout), dirty);
+}
+
+#[test]
+fn force_refuses_where_an_ignored_file_would_go_with_a_folder() {
+    // A tracked file replaced by a folder holding an ignored file: the reset would remove the
+    // folder, ignored file and all.
+    let (fx, _up, _base, _diff, _tree) = applied();
+    let checkout = fx.checkout("app");
+    std::fs::write(checkout.join(".git/info/exclude"), "*.o\n").unwrap();
+    std::fs::remove_file(checkout.join("other.txt")).unwrap();
+    std::fs::create_dir_all(checkout.join("other.txt")).unwrap();
+    std::fs::write(checkout.join("other.txt/k.o"), "built\n").unwrap();
+    let before = snapshot(&checkout);
+    let err = fx.stderr(&["apply", "--force"], 1);
+    assert!(err.contains("other.txt/k.o"), "{err}");
+    assert_eq!(snapshot(&checkout), before);
+    assert!(!fx.path("workspace/rescue").exists());
+}
+
+#[test]
+fn force_refuses_while_a_git_operation_is_in_progress() {
+    let (fx, _up, base, _diff, _tree) = applied();
+    let checkout = fx.checkout("app");
+    std::fs::write(checkout.join("other.txt"), "resolving\n").unwrap();
+    std::fs::write(checkout.join(".git/MERGE_HEAD"), format!("{base}\n")).unwrap();
+    let before = snapshot(&checkout);
+    let err = fx.stderr(&["apply", "--force"], 1);
+    assert!(err.contains("in progress"), "{err}");
+    assert_eq!(snapshot(&checkout), before);
+    assert!(checkout.join(".git/MERGE_HEAD").exists());
+}
+
+#[test]
+fn force_keeps_staged_changes_the_work_tree_no_longer_holds() {
+    let (fx, _up, _base, _diff, _tree) = applied();
+    let checkout = fx.checkout("app");
+    std::fs::write(checkout.join("other.txt"), "staged version\n").unwrap();
+    std::fs::write(checkout.join("staged.txt"), "only in the index\n").unwrap();
+    git(&checkout, &["add", "other.txt", "staged.txt"]);
+    std::fs::write(checkout.join("other.txt"), "work tree version\n").unwrap();
+    std::fs::remove_file(checkout.join("staged.txt")).unwrap();
+    fx.json(&["apply", "--force"], 0);
+    let refs = git(
+        &checkout,
+        &[
+            "for-each-ref",
+            "--format=%(refname)",
+            "refs/pinstack/rescue/",
+        ],
+    );
+    let index = refs
+        .lines()
+        .find(|r| r.ends_with("-index"))
+        .unwrap_or_else(|| panic!("an index commit among {refs}"));
+    assert_eq!(
+        git(&checkout, &["show", &format!("{index}:other.txt")]),
+        "staged version"
+    );
+    assert_eq!(
+        git(&checkout, &["show", &format!("{index}:staged.txt")]),
+        "only in the index"
+    );
+    assert!(rescue_note(&fx).contains("staged changes: commit"));
+}
+
+#[test]
+fn a_rescue_never_overwrites_an_earlier_one() {
+    // Rescues of one second share a time stamp: files already there under the stamps of the
+    // next few seconds stay as they are, and the new rescue takes another name.
+    let (fx, _up, _base, _diff, _tree) = applied();
+    let checkout = fx.checkout("app");
+    let dir = fx.path("workspace/rescue");
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut taken = Vec::new();
+    for s in now..now + 6 {
+        let stamp = String::from_utf8(pipe(
+            "date",
+            &["-u", "-d", &format!("@{s}"), "+%Y%m%dT%H%M%SZ"],
+            b"",
+        ))
+        .unwrap()
+        .trim()
+        .to_owned();
+        for ext in ["patch.gz.b64", "txt"] {
+            let p = dir.join(format!("app-{stamp}.{ext}"));
+            std::fs::write(&p, "an earlier rescue\n").unwrap();
+            taken.push(p);
+        }
+    }
+    std::fs::write(checkout.join("other.txt"), "my own edit\n").unwrap();
+    let v = fx.json(&["apply", "--force"], 0);
+    let rescue = v["repos"][0]["rescue"].as_str().unwrap().to_owned();
+    for p in &taken {
+        assert_eq!(std::fs::read_to_string(p).unwrap(), "an earlier rescue\n");
+        assert_ne!(p.display().to_string(), rescue);
+    }
+}

@@ -1002,6 +1002,15 @@ fn reinstalling_over_an_edited_unit_saves_the_edit_first() {
     let copy = std::path::PathBuf::from(saved[0]["saved_as"].as_str().unwrap());
     assert_eq!(read(&copy), edited, "the person's version is kept");
     assert_eq!(read(&unit), original, "the unit is rendered again");
+    // Edited again and reinstalled at once (within the same second, as a rule): the earlier
+    // copy stays as it was, and the new one gets a name of its own.
+    let again = format!("{original}# tuned again\n");
+    std::fs::write(&unit, &again).unwrap();
+    let v = install(&fx);
+    let second = std::path::PathBuf::from(v["saved"][0]["saved_as"].as_str().unwrap());
+    assert_ne!(second, copy);
+    assert_eq!(read(&copy), edited);
+    assert_eq!(read(&second), again);
     // A file pinstack wrote itself is replaced without a copy.
     let v = install(&fx);
     assert!(v["saved"].as_array().unwrap().is_empty(), "{v:#}");

@@ -830,9 +830,18 @@ pub fn install(
             && now.sha256 != hex(&Sha256::digest(&f.bytes))
             && recorded.get(f.target.as_path()) != Some(&now.sha256.as_str())
         {
-            let mut copy = path.clone().into_os_string();
-            copy.push(format!(".pinstack-saved-{installed_at}"));
-            let copy = PathBuf::from(copy);
+            // A name no earlier save took (two installs in one second get `-2`, `-3`, ...).
+            let copy = (1..)
+                .map(|n| {
+                    let mut copy = path.clone().into_os_string();
+                    copy.push(format!(".pinstack-saved-{installed_at}"));
+                    if n > 1 {
+                        copy.push(format!("-{n}"));
+                    }
+                    PathBuf::from(copy)
+                })
+                .find(|c| fs::symlink_metadata(c).is_err())
+                .unwrap_or_else(|| path.with_extension("pinstack-saved"));
             fs::copy(&path, &copy).map_err(io(&copy))?;
             saved.push((f.target.clone(), copy));
         }
