@@ -294,3 +294,83 @@ fn a_fetch_killed_at_any_moment_converges_on_rerun() {
     }
     assert!(kills > 0, "at least one fetch was killed mid-way");
 }
+
+/// A repository with no commit yet that pinstack did not make (a person's `git init` with the
+/// pinned origin): files where the pin has others are not overwritten; files the pin does not
+/// have, or holds the same, do not stand in the way.
+#[test]
+fn a_repository_with_no_commit_keeps_a_persons_files() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("src/a.txt", "pinned\n").write("b.txt", "b\n");
+    let pin = up.commit("pin");
+    fx.pins(&[Pin::new("app", &up, &pin)]);
+    let co = fx.checkout("app");
+    std::fs::create_dir_all(co.join("src")).unwrap();
+    git(&co, &["init", "-q"]);
+    git(&co, &["remote", "add", "origin", &up.url()]);
+    std::fs::write(co.join("src/a.txt"), "MY OWN\n").unwrap();
+    std::fs::write(co.join("notes.txt"), "mine too\n").unwrap();
+    let err = fx.stderr(&["fetch"], 1);
+    assert!(err.contains("src/a.txt"), "{err}");
+    assert_eq!(std::fs::read(co.join("src/a.txt")).unwrap(), b"MY OWN\n");
+    // Once the file is the pin's, the fetch goes ahead and keeps the rest.
+    std::fs::write(co.join("src/a.txt"), "pinned\n").unwrap();
+    fx.pinstack().arg("fetch").assert().code(0);
+    assert_eq!(git(&co, &["rev-parse", "HEAD"]), pin);
+    assert_eq!(std::fs::read(co.join("notes.txt")).unwrap(), b"mine too\n");
+    assert_eq!(std::fs::read(co.join("b.txt")).unwrap(), b"b\n");
+}
+
+/// A person's commit on the detached checkout is kept reachable when HEAD moves to the pin
+/// (a plain apply does that after they committed what it refused); an earlier pin is not.
+#[test]
+fn a_commit_made_in_the_checkout_is_kept_when_head_moves_to_the_pin() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("a.txt", "a\n");
+    let pin = up.commit("pin");
+    fx.pins(&[Pin::new("app", &up, &pin)]);
+    fx.pinstack().arg("fetch").assert().code(0);
+    let co = fx.checkout("app");
+    std::fs::write(co.join("a.txt"), "my work\n").unwrap();
+    git(
+        &co,
+        &[
+            "-c",
+            "user.name=me",
+            "-c",
+            "user.email=me@example.invalid",
+            "commit",
+            "-q",
+            "-am",
+            "my work",
+        ],
+    );
+    let mine = git(&co, &["rev-parse", "HEAD"]);
+    fx.pinstack().arg("apply").assert().code(0);
+    assert_eq!(git(&co, &["rev-parse", "HEAD"]), pin);
+    let kept = git(
+        &co,
+        &[
+            "for-each-ref",
+            "--format=%(objectname)",
+            "refs/pinstack/kept/",
+        ],
+    );
+    assert_eq!(kept, mine);
+    // Moving on to a new pin keeps nothing more: the old pin is no person's work.
+    up.write("a.txt", "b\n");
+    let next = up.commit("next pin");
+    fx.pins(&[Pin::new("app", &up, &next)]);
+    fx.pinstack().arg("fetch").assert().code(0);
+    let kept = git(
+        &co,
+        &[
+            "for-each-ref",
+            "--format=%(objectname)",
+            "refs/pinstack/kept/",
+        ],
+    );
+    assert_eq!(kept, mine);
+}

@@ -36,7 +36,15 @@ pub fn fetch(ws: &Workspace, repo: &Repo) -> Result<FetchReport, SourceError> {
             .map_err(local(&repo.name, "detaching HEAD at the pin"))?;
     } else if head != Some(pin) {
         let how = git::ensure_commit(&git_repo, &repo.name, &repo.url, &repo.commit)?;
-        checkout_pin(&git_repo, repo, pin, head.is_none())?;
+        let made_here = git_repo.path().join(NEW_CHECKOUT);
+        let fresh = head.is_none();
+        if fresh && !made_here.exists() {
+            // A repository with no commit yet that pinstack did not make (a person's
+            // `git init`): its files are not overwritten unless they are the pin's.
+            refuse_other_files(&git_repo, repo, pin)?;
+        }
+        checkout_pin(&git_repo, repo, pin, fresh)?;
+        crate::fsutil::remove_file_if_present(&made_here).map_err(SourceError::io(&made_here))?;
         fetched = Some(how);
     }
     let submodules_updated = repo.submodules && update_submodules(&git_repo, repo, &path)?;
@@ -71,6 +79,8 @@ pub(super) fn open_or_init(repo: &Repo, path: &Path) -> Result<Repository, Sourc
                 Repository::init(&staging).map_err(local(&repo.name, "creating the checkout"))?;
             r.remote("origin", &repo.url)
                 .map_err(local(&repo.name, "recording the origin url"))?;
+            let mark = r.path().join(NEW_CHECKOUT);
+            std::fs::write(&mark, b"").map_err(SourceError::io(&mark))?;
         }
         if path.exists() {
             std::fs::remove_dir(path).map_err(SourceError::io(path))?;
@@ -120,6 +130,62 @@ fn normalise(url: &str) -> &str {
     url.strip_suffix(".git").unwrap_or(url)
 }
 
+/// Marks a repository pinstack made, until its first checkout is done: files in it are the
+/// pin's (a killed checkout's), and the next fetch may finish writing them.
+const NEW_CHECKOUT: &str = "pinstack-new-checkout";
+
+/// Refuses when a file (or folder) stands where the pinned tree has a file with other content.
+fn refuse_other_files(r: &Repository, repo: &Repo, pin: Oid) -> Result<(), SourceError> {
+    let Some(workdir) = r.workdir() else {
+        return Ok(());
+    };
+    let tree = r
+        .find_commit(pin)
+        .and_then(|c| c.tree())
+        .map_err(local(&repo.name, "reading the pinned tree"))?;
+    let mut differ = Vec::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        if entry.kind() != Some(git2::ObjectType::Blob) {
+            return git2::TreeWalkResult::Ok;
+        }
+        let rel = format!("{dir}{}", entry.name().unwrap_or_default());
+        let path = workdir.join(&rel);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            return git2::TreeWalkResult::Ok;
+        };
+        let bytes = if meta.file_type().is_symlink() {
+            std::fs::read_link(&path)
+                .ok()
+                .map(|t| t.into_os_string().into_encoded_bytes())
+        } else if meta.is_file() {
+            std::fs::read(&path).ok()
+        } else {
+            None
+        };
+        let same = bytes
+            .and_then(|b| Oid::hash_object(git2::ObjectType::Blob, &b).ok())
+            .is_some_and(|id| id == entry.id());
+        if !same {
+            differ.push(rel);
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .map_err(local(&repo.name, "reading the pinned tree"))?;
+    if differ.is_empty() {
+        return Ok(());
+    }
+    differ.sort();
+    let listing: Vec<&str> = differ.iter().take(10).map(String::as_str).collect();
+    Err(SourceError::Refused {
+        repo: repo.name.clone(),
+        message: format!(
+            "the checkout has no commit yet and holds files where the pin has others ({}): they \
+             are in no commit, so nothing was written; move them away and run again",
+            listing.join(", ")
+        ),
+    })
+}
+
 fn checkout_pin(r: &Repository, repo: &Repo, pin: Oid, fresh: bool) -> Result<(), SourceError> {
     if !fresh {
         let dirty = worktree::changed_paths(r, &repo.name)?;
@@ -141,6 +207,7 @@ fn checkout_pin(r: &Repository, repo: &Repo, pin: Oid, fresh: bool) -> Result<()
     let commit = r
         .find_commit(pin)
         .map_err(local(&repo.name, "reading the pinned commit"))?;
+    keep_head_reachable(r, repo, pin)?;
     let mut co = CheckoutBuilder::new();
     if fresh {
         co.force();
@@ -151,6 +218,43 @@ fn checkout_pin(r: &Repository, repo: &Repo, pin: Oid, fresh: bool) -> Result<()
         .map_err(local(&repo.name, "checking out the pinned commit"))?;
     r.set_head_detached(pin)
         .map_err(local(&repo.name, "detaching HEAD at the pin"))?;
+    Ok(())
+}
+
+/// Before HEAD moves to the pin: a commit of HEAD's that no branch, tag or other ref reaches,
+/// and the pin does not descend from (a person's commit on the detached checkout), is kept
+/// under `refs/pinstack/kept/<id>`, so that moving HEAD never leaves it to the reflog alone.
+fn keep_head_reachable(r: &Repository, repo: &Repo, pin: Oid) -> Result<(), SourceError> {
+    let Some(head) = r.head().ok().and_then(|h| h.target()) else {
+        return Ok(());
+    };
+    let reaches = |tip: Oid| tip == head || r.graph_descendant_of(tip, head).unwrap_or(false);
+    if reaches(pin) {
+        return Ok(());
+    }
+    // A commit fetched alone (`--depth 1`: none of its parents is here) is an earlier pin, not
+    // a person's work.
+    let fetched_alone = r
+        .find_commit(head)
+        .is_ok_and(|c| c.parent_ids().all(|p| r.find_commit(p).is_err()));
+    if fetched_alone {
+        return Ok(());
+    }
+    let refs = r.references().map_err(local(&repo.name, "listing refs"))?;
+    let reached = refs
+        .flatten()
+        .filter(|rf| rf.name() != Some("HEAD"))
+        .filter_map(|rf| rf.resolve().ok().and_then(|t| t.target()))
+        .any(reaches);
+    if !reached {
+        r.reference(
+            &format!("refs/pinstack/kept/{head}"),
+            head,
+            true,
+            "pinstack: a commit HEAD held before it moved to the pin",
+        )
+        .map_err(local(&repo.name, "keeping HEAD's commit reachable"))?;
+    }
     Ok(())
 }
 
