@@ -1004,3 +1004,38 @@ fn a_rescue_never_overwrites_an_earlier_one() {
         assert_ne!(p.display().to_string(), rescue);
     }
 }
+
+/// A bundle that makes a file where the checkout has a folder of files git ignores: the folder
+/// would go, files and all, so apply refuses, with and without --force; a folder of untracked
+/// files is the person's work, rescued by --force as usual.
+#[test]
+fn a_folder_of_ignored_files_where_a_bundle_makes_a_file_is_refused() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("a.txt", "a\n");
+    let base = up.commit("base");
+    up.write("build", "now a file\n");
+    let tip = up.commit("tip");
+    let b = fx.bundle("build-file", &up.diff(&base, &tip));
+    fx.pins(&[Pin::new("app", &up, &base).patch(b.entry())]);
+    fx.pinstack().arg("fetch").assert().code(0);
+    let checkout = fx.checkout("app");
+    std::fs::write(checkout.join(".git/info/exclude"), "*.bin\n").unwrap();
+    std::fs::create_dir_all(checkout.join("build/deep")).unwrap();
+    std::fs::write(checkout.join("build/deep/out.bin"), "hours of build\n").unwrap();
+    let before = snapshot(&checkout);
+    for args in [&["apply"][..], &["apply", "--force"]] {
+        let err = fx.stderr(args, 1);
+        assert!(err.contains("build/deep/out.bin"), "{args:?}: {err}");
+        assert_eq!(snapshot(&checkout), before, "{args:?}");
+    }
+    // Untracked (not ignored) files there are rescued by --force, then the file is written.
+    std::fs::remove_file(checkout.join("build/deep/out.bin")).unwrap();
+    std::fs::write(checkout.join("build/deep/notes.txt"), "mine\n").unwrap();
+    let v = fx.json(&["apply", "--force"], 0);
+    assert!(v["repos"][0]["rescue"].is_string(), "{v:#}");
+    assert_eq!(
+        std::fs::read(checkout.join("build")).unwrap(),
+        b"now a file\n"
+    );
+}

@@ -145,7 +145,18 @@ pub fn apply(
             .map(|p| p.path.clone())
             .collect()
     };
+    // A folder where a bundle writes a file goes with everything in it: what the status lists
+    // there is rescued, and what the bundles remove is theirs; anything else is ignored.
+    let in_folders = |changed: &BTreeSet<String>| -> Vec<String> {
+        let written = changes.iter().filter(|p| patched.entry(p).is_some());
+        let removed = |p: &str| changes.contains(p) && patched.entry(p).is_none();
+        written
+            .flat_map(|p| worktree::files_below(&path.join(p), &path))
+            .filter(|f| !changed.contains(f) && !removed(f))
+            .collect()
+    };
     let mut ignored = hidden(&state, &changed);
+    ignored.extend(in_folders(&changed));
     if !changed.is_empty() || !ignored.is_empty() {
         undone = record::undo_own_work(ws, &repo.name, &r)?;
         if undone {
@@ -154,6 +165,7 @@ pub fn apply(
                 &r, &repo.name, &pin_tree, &expected, &changes, &changed,
             )?;
             ignored = hidden(&state, &changed);
+            ignored.extend(in_folders(&changed));
         }
     }
     if !ignored.is_empty() {

@@ -157,6 +157,28 @@ fn diff_trees(
     Ok(())
 }
 
+/// The files (and links) below `dir`, if it is a folder, as paths relative to `root`; nothing
+/// when `dir` is not a folder.
+pub fn files_below(dir: &Path, root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if !std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        return out;
+    }
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(root) {
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Compares the work tree with `expected`, where `pin` is the tree HEAD is at; lists only the
 /// paths that differ.
 pub fn compare(
