@@ -374,3 +374,33 @@ fn a_commit_made_in_the_checkout_is_kept_when_head_moves_to_the_pin() {
     );
     assert_eq!(kept, mine);
 }
+
+/// When the pin moves to a commit that tracks a path the checkout holds as a file git ignores
+/// (a local config under an ignored folder, say), the file is not overwritten: the move is
+/// refused, naming it, with nothing written.
+#[test]
+fn a_moved_pin_does_not_overwrite_a_file_git_ignores() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("a.txt", "a\n").write(".gitignore", "build/\n");
+    let first = up.commit("first");
+    up.write("build/config.py", "upstream\n");
+    up.git(&["add", "-f", "build/config.py"]);
+    up.git(&["commit", "-q", "-m", "tracks build/config.py"]);
+    let second = up.head();
+    fx.pins(&[Pin::new("app", &up, &first)]);
+    fx.pinstack().arg("fetch").assert().code(0);
+    let co = fx.checkout("app");
+    std::fs::create_dir_all(co.join("build")).unwrap();
+    std::fs::write(co.join("build/config.py"), "MY LOCAL CONFIG\n").unwrap();
+    fx.pins(&[Pin::new("app", &up, &second)]);
+    for command in ["fetch", "apply"] {
+        let err = fx.stderr(&[command], 1);
+        assert!(err.contains("build/config.py"), "{command}: {err}");
+        assert_eq!(
+            std::fs::read(co.join("build/config.py")).unwrap(),
+            b"MY LOCAL CONFIG\n"
+        );
+        assert_eq!(git(&co, &["rev-parse", "HEAD"]), first);
+    }
+}

@@ -219,6 +219,7 @@ pub fn apply(
             .map_err(local(&repo.name, "writing the patched files"))?;
         let mut co = CheckoutBuilder::new();
         co.safe()
+            .overwrite_ignored(false)
             .update_index(false)
             .recreate_missing(true)
             .disable_pathspec_match(true);

@@ -208,14 +208,39 @@ fn checkout_pin(r: &Repository, repo: &Repo, pin: Oid, fresh: bool) -> Result<()
         .find_commit(pin)
         .map_err(local(&repo.name, "reading the pinned commit"))?;
     keep_head_reachable(r, repo, pin)?;
+    // A file git ignores where the pin has a file is in no commit: libgit2 overwrites it unless
+    // told not to, and then names it as a conflict (before writing anything).
+    let in_the_way = std::cell::RefCell::new(Vec::new());
     let mut co = CheckoutBuilder::new();
     if fresh {
         co.force();
     } else {
-        co.safe();
+        co.safe()
+            .overwrite_ignored(false)
+            .notify_on(git2::CheckoutNotificationType::CONFLICT)
+            .notify(|_, path, _, _, _| {
+                if let Some(p) = path {
+                    in_the_way
+                        .borrow_mut()
+                        .push(p.to_string_lossy().into_owned());
+                }
+                true
+            });
     }
-    r.checkout_tree(commit.as_object(), Some(&mut co))
-        .map_err(local(&repo.name, "checking out the pinned commit"))?;
+    let done = r.checkout_tree(commit.as_object(), Some(&mut co));
+    drop(co);
+    let in_the_way = in_the_way.into_inner();
+    if done.is_err() && !in_the_way.is_empty() {
+        return Err(SourceError::Refused {
+            repo: repo.name.clone(),
+            message: format!(
+                "the pin has files where the checkout holds files git ignores ({}): they are in \
+                 no commit, so nothing was written; move them away and run again",
+                in_the_way.join(", ")
+            ),
+        });
+    }
+    done.map_err(local(&repo.name, "checking out the pinned commit"))?;
     r.set_head_detached(pin)
         .map_err(local(&repo.name, "detaching HEAD at the pin"))?;
     Ok(())
