@@ -1039,3 +1039,42 @@ fn a_folder_of_ignored_files_where_a_bundle_makes_a_file_is_refused() {
         b"now a file\n"
     );
 }
+
+/// A pin moved to a commit that is not there, or a bundle whose hash is wrong: apply refuses
+/// before it rescues, resets, undoes or checks out anything, even with --force.
+#[test]
+fn what_refuses_refuses_before_anything_is_written() {
+    let (fx, up, base, diff, _tree) = applied();
+    let checkout = fx.checkout("app");
+    std::fs::write(checkout.join("other.txt"), "my own edit\n").unwrap();
+    // The work tree (a fetch may add objects and refs to .git, which hold no one's work).
+    let files = || {
+        let mut s = snapshot(&checkout);
+        s.retain(|p, _| !p.starts_with(".git"));
+        s
+    };
+    let before = files();
+    let head = git(&checkout, &["rev-parse", "HEAD"]);
+    up.write("other.txt", "moved on\n");
+    let moved = up.commit("moved on");
+    let b = fx.bundle("fix", &diff);
+    let bad_hash = {
+        let mut e = b.entry();
+        e.sha256 = "0".repeat(64);
+        e
+    };
+    for (pin, entry) in [
+        (Pin::new("app", &up, &"1".repeat(40)), b.entry()),
+        (Pin::new("app", &up, &moved), bad_hash.clone()),
+        (Pin::new("app", &up, &base), bad_hash),
+    ] {
+        fx.pins(&[pin.patch(entry)]);
+        for args in [&["apply"][..], &["apply", "--force"]] {
+            let out = fx.pinstack_std().args(args).output().unwrap();
+            assert!(!out.status.success(), "{args:?}");
+            assert_eq!(files(), before, "{args:?}");
+            assert_eq!(git(&checkout, &["rev-parse", "HEAD"]), head, "{args:?}");
+            assert!(!fx.path("workspace/rescue").exists(), "{args:?}");
+        }
+    }
+}

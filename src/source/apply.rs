@@ -56,54 +56,28 @@ pub fn apply(
     let mut undone = false;
     if path.join(".git").exists() {
         let r = fetch::open_or_init(repo, &path)?;
-        if !at_pin(&r, repo) && !worktree::changed_paths(&r, &repo.name)?.is_empty() {
-            // The pin moved: pinstack's own earlier work makes way by itself; anything else
-            // needs --force, which saves it first.
-            undone = record::undo_own_work(ws, &repo.name, &r)?;
-            if !undone && opts.force {
-                rescued = rescue::save_and_reset(ws, &repo.name, &r)?;
+        if !at_pin(&r, repo) {
+            // Whatever can refuse (a commit that is not there, a bundle with other hashes or
+            // one that does not apply, a lock that differs) refuses before anything changes.
+            git::ensure_commit(&r, &repo.name, &repo.url, &repo.commit)?;
+            fetch_references(ws, pins, repo)?;
+            expected_tree(ws, pins, repo, &r)?;
+            if !worktree::changed_paths(&r, &repo.name)?.is_empty() {
+                // The pin moved: pinstack's own earlier work makes way by itself; anything
+                // else needs --force, which saves it first.
+                undone = record::undo_own_work(ws, &repo.name, &r)?;
+                if !undone && opts.force {
+                    rescued = rescue::save_and_reset(ws, &repo.name, &r)?;
+                }
             }
         }
     }
     fetch::fetch(ws, repo)?;
-    for other in references(repo) {
-        if let Ok(other) = pins.repo(other)
-            && other.name != repo.name
-        {
-            fetch::fetch(ws, other)?;
-        }
-    }
+    fetch_references(ws, pins, repo)?;
     let r = fetch::open_checkout(repo, &path)?;
     git::in_memory_writes(&r, &repo.name)?;
     let pin_tree = git::commit_tree(&r, &repo.name, &repo.commit)?;
-    let mut patched = PatchedTree::new(&r, pin_tree.id())
-        .map_err(local(&repo.name, "reading the pinned tree"))?;
-    let mut tree_id = pin_tree.id();
-    let mut labels = Vec::new();
-    for patch in &repo.patches {
-        let bytes = bundles::read_bundle_bytes(pins, &repo.name, patch, &mut |other, file| {
-            read_from_pinned(ws, pins, other, file)
-        })?;
-        let loaded = bundles::load_bundle(&repo.name, patch, &bytes)?;
-        tree_id = patched
-            .apply(&loaded.patch)
-            .map_err(|f| SourceError::NotAsPinned {
-                repo: repo.name.clone(),
-                message: format!("bundle {} does not apply: {}", loaded.label, f.detail),
-            })?;
-        labels.push(loaded.label);
-    }
-    if let Some(lock) = &repo.tree
-        && *lock != tree_id.to_string()
-    {
-        return Err(SourceError::NotAsPinned {
-            repo: repo.name.clone(),
-            message: format!(
-                "pin + bundles give tree {tree_id}, but pins.yaml locks tree {lock}; nothing was \
-                 written (run `pinstack lock` if the change is intended)"
-            ),
-        });
-    }
+    let (patched, tree_id, labels) = expected_tree(ws, pins, repo, &r)?;
     // The folders are written (to the in-memory store) for looking up paths; the files'
     // contents stay in `patched` until they are written to the checkout.
     let expected = patched
@@ -254,6 +228,59 @@ pub fn apply(
         rescued,
         undone,
     ))
+}
+
+/// Fetches the pinned repos that hold some of this repo's bundles.
+fn fetch_references(ws: &Workspace, pins: &Pins, repo: &Repo) -> Result<(), SourceError> {
+    for other in references(repo) {
+        if let Ok(other) = pins.repo(other)
+            && other.name != repo.name
+        {
+            fetch::fetch(ws, other)?;
+        }
+    }
+    Ok(())
+}
+
+/// Pin + bundles, in memory: the engine holding the result, its tree id and the bundles'
+/// labels. Refuses a bundle that cannot be read, has other hashes or does not apply, and a
+/// result that differs from the locked tree.
+fn expected_tree<'r>(
+    ws: &Workspace,
+    pins: &Pins,
+    repo: &Repo,
+    r: &'r Repository,
+) -> Result<(PatchedTree<'r>, git2::Oid, Vec<String>), SourceError> {
+    let pin_tree = git::commit_tree(r, &repo.name, &repo.commit)?;
+    let mut patched =
+        PatchedTree::new(r, pin_tree.id()).map_err(local(&repo.name, "reading the pinned tree"))?;
+    let mut tree_id = pin_tree.id();
+    let mut labels = Vec::new();
+    for patch in &repo.patches {
+        let bytes = bundles::read_bundle_bytes(pins, &repo.name, patch, &mut |other, file| {
+            read_from_pinned(ws, pins, other, file)
+        })?;
+        let loaded = bundles::load_bundle(&repo.name, patch, &bytes)?;
+        tree_id = patched
+            .apply(&loaded.patch)
+            .map_err(|f| SourceError::NotAsPinned {
+                repo: repo.name.clone(),
+                message: format!("bundle {} does not apply: {}", loaded.label, f.detail),
+            })?;
+        labels.push(loaded.label);
+    }
+    if let Some(lock) = &repo.tree
+        && *lock != tree_id.to_string()
+    {
+        return Err(SourceError::NotAsPinned {
+            repo: repo.name.clone(),
+            message: format!(
+                "pin + bundles give tree {tree_id}, but pins.yaml locks tree {lock}; nothing was \
+                 written (run `pinstack lock` if the change is intended)"
+            ),
+        });
+    }
+    Ok((patched, tree_id, labels))
 }
 
 fn at_pin(r: &Repository, repo: &Repo) -> bool {
