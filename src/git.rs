@@ -115,12 +115,19 @@ pub fn ensure_commit(
         return Ok(Fetched::Present);
     }
     let dir = repo_dir(repo);
-    let shallow = run(
-        name,
-        &dir,
-        &["fetch", "--quiet", "--no-tags", "--depth", "1", url, commit],
-    );
+    // `--depth 1` in a repository with full history (a person's own clone) would make it
+    // shallow and hide its history: there the commit is fetched with its history instead.
+    let full_history = !repo.is_shallow() && repo.head().is_ok();
+    let depth: &[&str] = if full_history { &[] } else { &["--depth", "1"] };
+    let args = [
+        &["fetch", "--quiet", "--no-tags"][..],
+        depth,
+        &[url, commit],
+    ]
+    .concat();
+    let shallow = run(name, &dir, &args);
     let how = match shallow {
+        Ok(()) if has_commit(repo, oid) && full_history => Fetched::Full,
         Ok(()) if has_commit(repo, oid) => Fetched::Shallow,
         _ => {
             // Servers that refuse fetching by id (or a shallow fetch) still serve a full fetch.

@@ -404,3 +404,48 @@ fn a_moved_pin_does_not_overwrite_a_file_git_ignores() {
         assert_eq!(git(&co, &["rev-parse", "HEAD"]), first);
     }
 }
+
+/// A person's own clone with full history, used as the checkout: fetching a new pin into it
+/// keeps its history (a `--depth 1` fetch would make it shallow).
+#[test]
+fn a_full_clone_used_as_the_checkout_stays_full() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    for i in 0..3 {
+        up.write("a.txt", format!("{i}\n"));
+        up.commit(&format!("commit {i}"));
+    }
+    let co = fx.checkout("app");
+    std::fs::create_dir_all(co.parent().unwrap()).unwrap();
+    git(
+        co.parent().unwrap(),
+        &["clone", "-q", &up.url(), &co.display().to_string()],
+    );
+    up.write("a.txt", "pinned\n");
+    let pin = up.commit("the pin");
+    fx.pins(&[Pin::new("app", &up, &pin)]);
+    fx.pinstack().arg("fetch").assert().code(0);
+    assert_eq!(git(&co, &["rev-parse", "HEAD"]), pin);
+    assert_eq!(git(&co, &["rev-parse", "--is-shallow-repository"]), "false");
+    assert_eq!(git(&co, &["rev-list", "--count", "HEAD"]), "4");
+}
+
+/// The folder a checkout is made in before it is moved into place is removed when a killed
+/// fetch left it (a repository and nothing else), never when it holds anything else.
+#[test]
+fn a_folder_named_like_the_staging_folder_is_not_removed() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("a.txt", "a\n");
+    let pin = up.commit("pin");
+    fx.pins(&[Pin::new("app", &up, &pin)]);
+    let staging = fx.path("workspace/src/.app.pinstack-init");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(staging.join("notes.txt"), "mine\n").unwrap();
+    let err = fx.stderr(&["fetch"], 1);
+    assert!(err.contains("notes.txt"), "{err}");
+    assert_eq!(std::fs::read(staging.join("notes.txt")).unwrap(), b"mine\n");
+    std::fs::remove_file(staging.join("notes.txt")).unwrap();
+    fx.pinstack().arg("fetch").assert().code(0);
+    assert!(!staging.exists());
+}

@@ -71,6 +71,25 @@ pub(super) fn open_or_init(repo: &Repo, path: &Path) -> Result<Repository, Sourc
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         let staging = parent.join(format!(".{name}.pinstack-init"));
         if staging.exists() {
+            // Left by a killed fetch, it holds a repository and nothing else; anything more is
+            // someone's, and stays.
+            let others: Vec<String> = std::fs::read_dir(&staging)
+                .map_err(SourceError::io(&staging))?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != ".git")
+                .collect();
+            if !others.is_empty() {
+                return Err(SourceError::Refused {
+                    repo: repo.name.clone(),
+                    message: format!(
+                        "{} is where pinstack makes the checkout before moving it into place, \
+                         but it holds files ({}); nothing was written: move it away",
+                        staging.display(),
+                        others.join(", ")
+                    ),
+                });
+            }
             std::fs::remove_dir_all(&staging).map_err(SourceError::io(&staging))?;
         }
         std::fs::create_dir_all(&staging).map_err(SourceError::io(&staging))?;
