@@ -19,9 +19,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.as_file().sync_all()?;
     if let Ok(meta) = std::fs::metadata(path) {
         tmp.as_file().set_permissions(meta.permissions())?;
+        // The file keeps its owner too (root editing a person's pins.yaml, say); only root
+        // may give a file away, and then it does.
+        use std::os::unix::fs::MetadataExt;
+        if rustix::process::geteuid().is_root() {
+            rustix::fs::fchown(
+                tmp.as_file(),
+                Some(rustix::process::Uid::from_raw(meta.uid())),
+                Some(rustix::process::Gid::from_raw(meta.gid())),
+            )?;
+        }
     }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// [`write_atomic`] for a file a person keeps (pins.yaml): when `path` is a symbolic link, the
+/// file it names is replaced and the link stays.
+pub fn write_atomic_keeping_link(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return write_atomic(&std::fs::canonicalize(path)?, bytes);
+    }
+    write_atomic(path, bytes)
 }
 
 /// Removes a file; one already gone is no error.

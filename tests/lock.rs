@@ -157,3 +157,30 @@ fn lock_writes_nothing_while_a_bundle_fails() {
     let err = s.fx.stderr(&["lock"], 1);
     assert!(err.contains("nothing was locked"), "{err}");
 }
+
+/// pins.yaml kept elsewhere behind a symbolic link (a checkout of the lab's repo, say): `lock`
+/// replaces the file the link names, and the link, the file's mode and (as root) its owner stay.
+#[test]
+fn lock_writes_through_a_symlinked_pins_file_and_keeps_its_owner() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let s = setup();
+    let real = s.fx.path("lab/pins.yaml");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    std::fs::rename(s.fx.path("pins.yaml"), &real).unwrap();
+    std::os::unix::fs::symlink("lab/pins.yaml", s.fx.path("pins.yaml")).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let root = s.fx.sh("id -u") == b"0\n";
+    if root {
+        s.fx.sh(&format!("chown 1234:1234 '{}'", real.display()));
+    }
+    s.fx.json(&["lock"], 0);
+    let link = std::fs::symlink_metadata(s.fx.path("pins.yaml")).unwrap();
+    assert!(link.file_type().is_symlink(), "the link stays a link");
+    let text = std::fs::read_to_string(&real).unwrap();
+    assert!(text.contains("tree:"), "{text}");
+    let meta = std::fs::metadata(&real).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+    if root {
+        assert_eq!((meta.uid(), meta.gid()), (1234, 1234));
+    }
+}

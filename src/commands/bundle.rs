@@ -243,7 +243,7 @@ pub fn import(
         bail!("the edited pins.yaml does not hold the new bundle; nothing was written");
     }
     write_atomic(&target, &encoded).with_context(|| format!("writing {}", target.display()))?;
-    write_atomic(&globals.pins, edited.as_bytes())
+    crate::fsutil::write_atomic_keeping_link(&globals.pins, edited.as_bytes())
         .with_context(|| format!("writing {}", globals.pins.display()))?;
     if p.json() {
         p.value(&json!({

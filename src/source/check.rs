@@ -140,7 +140,7 @@ pub fn lock(
                     .to_owned(),
             });
         }
-        crate::fsutil::write_atomic(&pins.path, text.as_bytes())
+        crate::fsutil::write_atomic_keeping_link(&pins.path, text.as_bytes())
             .map_err(SourceError::io(&pins.path))?;
     }
     Ok((results, changed))
