@@ -1078,3 +1078,36 @@ fn what_refuses_refuses_before_anything_is_written() {
         }
     }
 }
+
+/// A tracked folder replaced by a link to a folder outside the checkout: --force rescues the
+/// link and resets the folder without writing through the link.
+#[test]
+fn force_does_not_write_through_a_link_that_replaced_a_folder() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("sub/c.txt", "c\n").write("a.txt", "a\n");
+    let base = up.commit("base");
+    up.write("a.txt", "patched\n");
+    let tip = up.commit("tip");
+    let b = fx.bundle("fix", &up.diff(&base, &tip));
+    fx.pins(&[Pin::new("app", &up, &base).patch(b.entry())]);
+    fx.pinstack().arg("apply").assert().code(0);
+    let checkout = fx.checkout("app");
+    let outside = fx.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::remove_dir_all(checkout.join("sub")).unwrap();
+    std::os::unix::fs::symlink(&outside, checkout.join("sub")).unwrap();
+    let v = fx.json(&["apply", "--force"], 0);
+    assert!(v["repos"][0]["rescue"].is_string(), "{v:#}");
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing written outside"
+    );
+    assert!(
+        std::fs::symlink_metadata(checkout.join("sub"))
+            .unwrap()
+            .is_dir()
+    );
+    assert_eq!(std::fs::read(checkout.join("sub/c.txt")).unwrap(), b"c\n");
+}
