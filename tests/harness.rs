@@ -518,6 +518,32 @@ impl Fixture {
         cmd
     }
 
+    /// A stand-in `git` that takes a second over every fetch and writes a line to the returned
+    /// marker file when one begins; returns a PATH that puts it first, and the marker.
+    pub fn slow_git(&self) -> (String, PathBuf) {
+        let real = StdCommand::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap();
+        let real = String::from_utf8(real.stdout).unwrap().trim().to_owned();
+        let bin = self.path("slow-git");
+        std::fs::create_dir_all(&bin).unwrap();
+        let marker = self.path("fetching");
+        let script = format!(
+            "#!/bin/sh\ncase \" $* \" in *\" fetch \"*) echo >> '{}'; sleep 1;; esac\n\
+             exec '{real}' \"$@\"\n",
+            marker.display()
+        );
+        std::fs::write(bin.join("git"), script).unwrap();
+        std::fs::set_permissions(
+            bin.join("git"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        (path, marker)
+    }
+
     /// Runs pinstack with `--json`, asserts the exit code, and parses stdout.
     pub fn json(&self, args: &[&str], code: i32) -> Value {
         let out = self

@@ -184,3 +184,41 @@ fn lock_writes_through_a_symlinked_pins_file_and_keeps_its_owner() {
         assert_eq!((meta.uid(), meta.gid()), (1234, 1234));
     }
 }
+
+/// pins.yaml edited while lock fetches (a person moving a pin, say): lock refuses rather than
+/// write the trees it worked out for the earlier pins next to the new ones.
+#[test]
+fn lock_refuses_when_pins_yaml_changes_while_it_runs() {
+    let s = setup();
+    s.lib.write("lib.c", "int y;\n");
+    let moved = s.lib.commit("moved on");
+    let (path, marker) = s.fx.slow_git();
+    let child =
+        s.fx.pinstack_std()
+            .arg("lock")
+            .env("PATH", &path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(std::time::Instant::now() < until, "no fetch began");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let edited = s.text.replace(&s.lib_base, &moved);
+    s.fx.write("pins.yaml", &edited);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("changed while lock ran"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pins_text(&s.fx), edited);
+}

@@ -1140,25 +1140,7 @@ fn a_ctrl_c_during_a_sources_step_stops_it_between_repos() {
     }
     t.fx.pins(&pins);
     // A git that takes its time over a fetch, and says when it starts one.
-    let real = StdCommand::new("sh")
-        .args(["-c", "command -v git"])
-        .output()
-        .unwrap();
-    let real = String::from_utf8(real.stdout).unwrap().trim().to_owned();
-    let bin = t.fx.path("slow-git");
-    std::fs::create_dir_all(&bin).unwrap();
-    let marker = t.fx.path("fetching");
-    let script = format!(
-        "#!/bin/sh\ncase \" $* \" in *\" fetch \"*) echo >> '{}'; sleep 1;; esac\nexec '{real}' \"$@\"\n",
-        marker.display()
-    );
-    std::fs::write(bin.join("git"), script).unwrap();
-    std::fs::set_permissions(
-        bin.join("git"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let (path, marker) = t.fx.slow_git();
     let child = t.spawn_up(&[("PATH", path.as_str())]);
     wait_until(|| marker.exists());
     kill("INT", child.id());

@@ -118,6 +118,29 @@ pub fn lock(
         return Ok((results, false));
     }
     let mut text = std::fs::read_to_string(&pins.path).map_err(SourceError::io(&pins.path))?;
+    // Read again after the checks (which may have fetched for minutes): a file edited meanwhile
+    // gets no tree worked out for other pins.
+    let now = Pins::parse(&pins.path, text.as_bytes())?;
+    let pinned = |p: &Repo| {
+        (
+            p.name.clone(),
+            p.url.clone(),
+            p.commit.clone(),
+            p.patches.clone(),
+        )
+    };
+    if now
+        .repos
+        .iter()
+        .map(pinned)
+        .ne(pins.repos.iter().map(pinned))
+    {
+        return Err(SourceError::Refused {
+            repo: "pins.yaml".to_owned(),
+            message: "pins.yaml changed while lock ran; nothing was written: run lock again"
+                .to_owned(),
+        });
+    }
     let mut changed = false;
     for r in &results {
         let tree = r.tree.as_deref().unwrap_or_default();
