@@ -22,12 +22,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         // The file keeps its owner too (root editing a person's pins.yaml, say); only root
         // may give a file away, and then it does.
         use std::os::unix::fs::MetadataExt;
+        // Best effort: a file system that maps root to nobody (NFS) refuses, and the write
+        // still goes ahead, as before.
         if rustix::process::geteuid().is_root() {
-            rustix::fs::fchown(
+            let _ = rustix::fs::fchown(
                 tmp.as_file(),
                 Some(rustix::process::Uid::from_raw(meta.uid())),
                 Some(rustix::process::Gid::from_raw(meta.gid())),
-            )?;
+            );
         }
     }
     tmp.persist(path).map_err(|e| e.error)?;

@@ -101,6 +101,8 @@ pub enum Fetched {
     Shallow,
     /// The server refused a fetch by commit id; everything was fetched.
     Full,
+    /// Fetched by commit id with its history, into a checkout that is not shallow.
+    WithHistory,
 }
 
 /// Makes sure `commit` is in the repository at `git_dir`, fetching from `url` if needed.
@@ -127,7 +129,7 @@ pub fn ensure_commit(
     .concat();
     let shallow = run(name, &dir, &args);
     let how = match shallow {
-        Ok(()) if has_commit(repo, oid) && full_history => Fetched::Full,
+        Ok(()) if has_commit(repo, oid) && full_history => Fetched::WithHistory,
         Ok(()) if has_commit(repo, oid) => Fetched::Shallow,
         _ => {
             // Servers that refuse fetching by id (or a shallow fetch) still serve a full fetch.

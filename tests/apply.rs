@@ -1111,3 +1111,70 @@ fn force_does_not_write_through_a_link_that_replaced_a_folder() {
     );
     assert_eq!(std::fs::read(checkout.join("sub/c.txt")).unwrap(), b"c\n");
 }
+
+#[test]
+fn force_refuses_an_index_with_unresolved_conflicts() {
+    // As `git stash pop` leaves it: stages 1 to 3 for a path, and no operation in progress.
+    let (fx, _up, _base, _diff, _tree) = applied();
+    let checkout = fx.checkout("app");
+    std::fs::write(
+        checkout.join("other.txt"),
+        "<<<<<<< ours\n=======\n>>>>>>> theirs\n",
+    )
+    .unwrap();
+    let blob = git(&checkout, &["hash-object", "-w", "other.txt"]);
+    git(&checkout, &["update-index", "--force-remove", "other.txt"]);
+    let stages: String = (1..=3)
+        .map(|n| format!("100644 {blob} {n}\tother.txt\n"))
+        .collect();
+    let dir = checkout.display().to_string();
+    pipe(
+        "git",
+        &["-C", &dir, "update-index", "--index-info"],
+        stages.as_bytes(),
+    );
+    let before = snapshot(&checkout);
+    let err = fx.stderr(&["apply", "--force"], 1);
+    assert!(err.contains("unresolved conflicts"), "{err}");
+    assert_eq!(snapshot(&checkout), before);
+    assert!(!fx.path("workspace/rescue").exists());
+}
+
+#[test]
+fn force_saving_only_staged_changes_says_where_they_are() {
+    // A checkout at its pin (no bundles), a change staged and the file put back as it was, and
+    // the pin moved on: the work tree holds nothing to bundle, the index does.
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("other.txt", "other\n");
+    let base = up.commit("base");
+    fx.pins(&[Pin::new("app", &up, &base)]);
+    fx.json(&["apply"], 0);
+    let checkout = fx.checkout("app");
+    std::fs::write(checkout.join("other.txt"), "staged only\n").unwrap();
+    git(&checkout, &["add", "other.txt"]);
+    std::fs::write(checkout.join("other.txt"), "other\n").unwrap();
+    up.write("new.txt", "new\n");
+    let moved = up.commit("moved on");
+    fx.pins(&[Pin::new("app", &up, &moved)]);
+    let v = fx.json(&["apply", "--force"], 0);
+    let rescue = v["repos"][0]["rescue"]
+        .as_str()
+        .expect("where the staged change is");
+    assert!(rescue.ends_with(".txt"), "{v:#}");
+    let note = rescue_note(&fx);
+    assert!(note.contains("-index"), "{note}");
+    let refs = git(
+        &checkout,
+        &[
+            "for-each-ref",
+            "--format=%(refname)",
+            "refs/pinstack/rescue/",
+        ],
+    );
+    let index = refs.lines().find(|r| r.ends_with("-index")).unwrap();
+    assert_eq!(
+        git(&checkout, &["show", &format!("{index}:other.txt")]),
+        "staged only"
+    );
+}

@@ -449,3 +449,25 @@ fn a_folder_named_like_the_staging_folder_is_not_removed() {
     fx.pinstack().arg("fetch").assert().code(0);
     assert!(!staging.exists());
 }
+
+/// In a checkout that is not shallow (a server that serves no fetch by commit gives the whole
+/// history), moving the pin forward and back keeps no ref: every commit HEAD left was a pin.
+#[test]
+fn moving_a_pin_in_a_full_checkout_keeps_nothing() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("a.txt", "1\n");
+    let first = up.commit("first");
+    up.write("a.txt", "2\n");
+    let second = up.commit("second");
+    fx.pins(&[Pin::new("app", &up, &first)]);
+    fx.pinstack().arg("fetch").assert().code(0);
+    let co = fx.checkout("app");
+    git(&co, &["fetch", "-q", "--unshallow", &up.url()]);
+    for pin in [&second, &first, &second] {
+        fx.pins(&[Pin::new("app", &up, pin)]);
+        fx.pinstack().arg("fetch").assert().code(0);
+        assert_eq!(git(&co, &["rev-parse", "HEAD"]), *pin);
+    }
+    assert_eq!(git(&co, &["for-each-ref", "refs/pinstack/kept/"]), "");
+}

@@ -31,6 +31,7 @@ pub fn fetch(p: &Printer, globals: &Globals, names: &[String]) -> Result<ExitSta
             Some(Fetched::Present) => "checked out (commit already present)",
             Some(Fetched::Shallow) => "fetched (shallow, by commit)",
             Some(Fetched::Full) => "fetched (full: the server refused a fetch by commit)",
+            Some(Fetched::WithHistory) => "fetched (by commit, with its history)",
         };
         let subs = if report.submodules_updated {
             ", submodules updated"

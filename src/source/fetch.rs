@@ -34,6 +34,9 @@ pub fn fetch(ws: &Workspace, repo: &Repo) -> Result<FetchReport, SourceError> {
         git_repo
             .set_head_detached(pin)
             .map_err(local(&repo.name, "detaching HEAD at the pin"))?;
+        git_repo
+            .reference(LAST_PIN, pin, true, "pinstack: the pin checked out")
+            .map_err(local(&repo.name, "recording the pin"))?;
     } else if head != Some(pin) {
         let how = git::ensure_commit(&git_repo, &repo.name, &repo.url, &repo.commit)?;
         let made_here = git_repo.path().join(NEW_CHECKOUT);
@@ -71,13 +74,13 @@ pub(super) fn open_or_init(repo: &Repo, path: &Path) -> Result<Repository, Sourc
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         let staging = parent.join(format!(".{name}.pinstack-init"));
         if staging.exists() {
-            // Left by a killed fetch, it holds a repository and nothing else; anything more is
-            // someone's, and stays.
+            // Left by a killed fetch, it holds a repository (and perhaps a temporary file
+            // libgit2 was writing) and nothing else; anything more is someone's, and stays.
             let others: Vec<String> = std::fs::read_dir(&staging)
                 .map_err(SourceError::io(&staging))?
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n != ".git")
+                .filter(|n| n != ".git" && !n.starts_with("_git2_"))
                 .collect();
             if !others.is_empty() {
                 return Err(SourceError::Refused {
@@ -262,8 +265,13 @@ fn checkout_pin(r: &Repository, repo: &Repo, pin: Oid, fresh: bool) -> Result<()
     done.map_err(local(&repo.name, "checking out the pinned commit"))?;
     r.set_head_detached(pin)
         .map_err(local(&repo.name, "detaching HEAD at the pin"))?;
+    r.reference(LAST_PIN, pin, true, "pinstack: the pin checked out")
+        .map_err(local(&repo.name, "recording the pin"))?;
     Ok(())
 }
+
+/// The pin pinstack last checked out (a commit HEAD may hold without being anyone's work).
+const LAST_PIN: &str = "refs/pinstack/pin";
 
 /// Before HEAD moves to the pin: a commit of HEAD's that no branch, tag or other ref reaches,
 /// and the pin does not descend from (a person's commit on the detached checkout), is kept
@@ -272,6 +280,10 @@ fn keep_head_reachable(r: &Repository, repo: &Repo, pin: Oid) -> Result<(), Sour
     let Some(head) = r.head().ok().and_then(|h| h.target()) else {
         return Ok(());
     };
+    // The pin pinstack last checked out is no person's work.
+    if r.refname_to_id(LAST_PIN).ok() == Some(head) {
+        return Ok(());
+    }
     let reaches = |tip: Oid| tip == head || r.graph_descendant_of(tip, head).unwrap_or(false);
     if reaches(pin) {
         return Ok(());

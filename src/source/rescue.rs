@@ -52,33 +52,47 @@ pub fn save_and_reset(
     let index_commit = index_commit(r, name, &head)?;
     let dir = ws.rescue_dir();
     let stamp = unique_stamp(r, &dir, name);
-    let rescue = if let Some(patch) = &captured {
-        let diff_text = patch.as_bytes();
-        let base = format!("{name}-{stamp}");
-        let bundle_path = dir.join(format!("{base}.patch.gz.b64"));
-        let note_path = dir.join(format!("{base}.txt"));
-        let encoded = bundle::encode(diff_text);
-        fsutil::write_atomic(&bundle_path, &encoded).map_err(SourceError::io(&bundle_path))?;
-        let index_line = index_commit
-            .map(|id| format!("staged changes: commit {id} (refs/pinstack/rescue/{stamp}-index)\n"))
-            .unwrap_or_default();
-        let note = format!(
-            "repo: {name}\nbase commit: {head}\nsha256: {}\ndiff_sha256: {}\n{index_line}\
-             restore, in the checkout (the reset discards what it holds then; pinstack apply \
-             makes pin + bundles again; if git apply finds a file already there, the bundles \
-             made it: move it away and run the last part again):\n  \
-             git reset --hard {head} && base64 -d {bundle} | gzip -dc | git apply\n",
-            bundle::sha256_hex(&encoded),
-            bundle::sha256_hex(diff_text),
-            bundle = std::path::absolute(&bundle_path)
-                .unwrap_or_else(|_| bundle_path.clone())
-                .display(),
-            head = head.id()
-        );
-        fsutil::write_atomic(&note_path, note.as_bytes()).map_err(SourceError::io(&note_path))?;
-        Some(bundle_path)
-    } else {
-        None
+    let base = format!("{name}-{stamp}");
+    let note_path = dir.join(format!("{base}.txt"));
+    let index_line = index_commit
+        .map(|id| format!("staged changes: commit {id} (refs/pinstack/rescue/{stamp}-index)\n"))
+        .unwrap_or_default();
+    let rescue = match &captured {
+        Some(patch) => {
+            let diff_text = patch.as_bytes();
+            let bundle_path = dir.join(format!("{base}.patch.gz.b64"));
+            let encoded = bundle::encode(diff_text);
+            fsutil::write_atomic(&bundle_path, &encoded).map_err(SourceError::io(&bundle_path))?;
+            let note = format!(
+                "repo: {name}\nbase commit: {head}\nsha256: {}\ndiff_sha256: {}\n{index_line}\
+                 restore, in the checkout (the reset discards what it holds then; pinstack apply \
+                 makes pin + bundles again; if git apply finds a file already there, the bundles \
+                 made it: move it away and run the last part again):\n  \
+                 git reset --hard {head} && base64 -d {bundle} | gzip -dc | git apply\n",
+                bundle::sha256_hex(&encoded),
+                bundle::sha256_hex(diff_text),
+                bundle = std::path::absolute(&bundle_path)
+                    .unwrap_or_else(|_| bundle_path.clone())
+                    .display(),
+                head = head.id()
+            );
+            fsutil::write_atomic(&note_path, note.as_bytes())
+                .map_err(SourceError::io(&note_path))?;
+            Some(bundle_path)
+        }
+        // Only staged changes (the work tree is HEAD's): the note says where they are.
+        None if index_commit.is_some() => {
+            let note = format!(
+                "repo: {name}\nbase commit: {head}\n{index_line}\
+                 restore, in the checkout: git read-tree refs/pinstack/rescue/{stamp}-index \
+                 (the index), or git checkout refs/pinstack/rescue/{stamp}-index -- . (the files)\n",
+                head = head.id()
+            );
+            fsutil::write_atomic(&note_path, note.as_bytes())
+                .map_err(SourceError::io(&note_path))?;
+            Some(note_path)
+        }
+        None => None,
     };
     r.reference(
         &format!("refs/pinstack/rescue/{stamp}"),
@@ -182,6 +196,15 @@ fn index_commit(
         .find_commit(head.id())
         .map_err(local(name, "reading HEAD"))?;
     let mut index = r.index().map_err(local(name, "reading the index"))?;
+    if index.has_conflicts() {
+        return Err(SourceError::Refused {
+            repo: name.to_owned(),
+            message: "the index holds unresolved conflicts (after a git stash pop, say): the \
+                      sides of a conflict are in no bundle, so nothing was written; resolve them \
+                      (git add) or drop them (git reset) and run apply again"
+                .to_owned(),
+        });
+    }
     let staged = r
         .diff_tree_to_index(
             Some(&head.tree().map_err(local(name, "reading HEAD's tree"))?),
