@@ -2,6 +2,7 @@
 //! `switch`); the others fail at once, naming the holder.
 
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Why the lock could not be taken.
@@ -35,11 +36,14 @@ pub fn acquire(workspace: &Path, what: &str) -> Result<WorkspaceLock, LockError>
     };
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     let path = dir.join("lock");
+    // Never through a symbolic link someone put in the workspace: root would write where it
+    // points.
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&path)
         .map_err(io(&path))?;
     if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {

@@ -1015,3 +1015,58 @@ fn reinstalling_over_an_edited_unit_saves_the_edit_first() {
     let v = install(&fx);
     assert!(v["saved"].as_array().unwrap().is_empty(), "{v:#}");
 }
+
+/// A generated file that a person replaced by a link to a file of theirs (outside the prefix):
+/// the link is replaced by the rendered file, and what it pointed to keeps its content and mode.
+#[test]
+fn a_generated_file_that_is_a_link_is_replaced_not_followed() {
+    let fx = lab();
+    install(&fx);
+    let unit = prefix(&fx).join("etc/systemd/system/pinstack-lab@.service");
+    let mine = fx.path("mine.service");
+    std::fs::write(&mine, "MY UNIT\n").unwrap();
+    std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::remove_file(&unit).unwrap();
+    std::os::unix::fs::symlink(&mine, &unit).unwrap();
+    install(&fx);
+    assert_eq!(read(&mine), "MY UNIT\n");
+    assert_eq!(
+        std::fs::metadata(&mine).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(std::fs::symlink_metadata(&unit).unwrap().is_file());
+}
+
+/// A folder where install-service writes a file: refused before any file is written (the
+/// folder stands where the last file written goes, so that every other write would come
+/// first).
+#[test]
+fn a_folder_in_place_of_a_generated_file_refuses_the_install_first() {
+    let fx = lab();
+    // Where the files go, and in what order: an install into a folder of its own.
+    let probe = install(&fx);
+    let written: Vec<String> = probe["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .collect();
+    let last = written.last().unwrap().trim_start_matches('/').to_owned();
+    std::fs::remove_dir_all(prefix(&fx)).unwrap();
+    let root = prefix(&fx);
+    let unit = root.join("etc/systemd/system/pinstack-lab@.service");
+    std::fs::create_dir_all(unit.parent().unwrap()).unwrap();
+    std::fs::write(&unit, "MY UNIT\n").unwrap();
+    std::fs::create_dir_all(root.join(&last)).unwrap();
+    let before = snapshot(&root);
+    let prefix = root.display().to_string();
+    let args = with_recipe(
+        &fx,
+        &["install-service", "--prefix", &prefix, "--user", "nobody"],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = fx.pinstack_std().args(&args).output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(snapshot(&root), before, "nothing was written");
+    assert_eq!(read(&unit), "MY UNIT\n");
+}

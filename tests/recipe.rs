@@ -1719,3 +1719,30 @@ fn a_kill_before_the_checkpoint_is_written_reruns_the_step() {
     t.assert_counts(&[("a", 1), ("b", 2), ("c", 1), ("d", 1)]);
     assert!(t.statuses().iter().all(|(_, s)| s == "done"));
 }
+
+/// Links someone planted in the workspace (its lock file, a step's export file) are not
+/// written through: what they point to stays as it was.
+#[test]
+fn links_planted_in_the_workspace_are_not_written_through() {
+    let t = RecipeTest::new(&recipe("name: planted", &[step("build", &[], &[])]));
+    let victim = t.fx.path("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let export = t.ws_path(".pinstack/steps/planted/build.export");
+    std::fs::create_dir_all(export.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&victim, &export).unwrap();
+    t.up(&[], 0);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(
+        !std::fs::symlink_metadata(&export)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // The lock file: the command fails rather than write where the link points.
+    let lock = t.ws_path(".pinstack/lock");
+    std::fs::remove_file(&lock).unwrap_or_default();
+    std::os::unix::fs::symlink(&victim, &lock).unwrap();
+    let out = t.run(&["up"], &[], 3);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}

@@ -370,10 +370,19 @@ fn run_step(
             source,
         })?;
     }
-    std::fs::write(&export, b"").map_err(|source| UpError::Log {
-        path: export.clone(),
-        source,
-    })?;
+    // Made anew (a link in its place is removed, not written through).
+    crate::fsutil::remove_file_if_present(&export)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&export)
+                .map(drop)
+        })
+        .map_err(|source| UpError::Log {
+            path: export.clone(),
+            source,
+        })?;
     let mut with_export = step.clone();
     with_export.env.push(crate::recipe::EnvVar {
         name: "PINSTACK_EXPORT".to_owned(),

@@ -779,6 +779,11 @@ pub struct Installed {
 
 /// Writes a file atomically with a mode; says whether it changed.
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<FileState, InstallError> {
+    // A symbolic link at a target is replaced by the file (its contents were saved before,
+    // as a person's edit); nothing it points to is read, changed or given another mode.
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        fs::remove_file(path).map_err(io(path))?;
+    }
     let current = match fs::read(path) {
         Ok(b) => Some(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -822,6 +827,15 @@ pub fn install(
         .flat_map(|m| &m.generated)
         .map(|g| (g.path.as_path(), g.sha256.as_str()))
         .collect();
+    // A folder where a file goes refuses the install before anything is written.
+    for f in files {
+        let path = layout.on_disk(&f.target);
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            return Err(io(&path)(std::io::Error::other(
+                "a folder stands where install-service writes a file; nothing was written",
+            )));
+        }
+    }
     for f in files {
         let path = layout.on_disk(&f.target);
         // A file this install would replace that is not what pinstack last wrote (a person

@@ -78,6 +78,11 @@ pub enum SupervisorError {
     Unkillable { pgid: u32 },
     #[error("the state file names supervisor {0:?}, which pinstack does not know")]
     UnknownKind(String),
+    #[error(
+        "the state file names the unit {0:?}, which is not one pinstack installs \
+         (pinstack-<recipe>@<profile>.service): nothing was stopped; check serve/state.json"
+    )]
+    NotOurUnit(String),
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -172,6 +177,21 @@ impl Running {
 }
 
 /// `pinstack-<recipe>@<profile>.service`.
+/// Whether `unit` is named as pinstack names its units ([`unit_name`]).
+fn is_our_unit(unit: &str) -> bool {
+    unit.strip_prefix("pinstack-")
+        .and_then(|u| u.strip_suffix(".service"))
+        .and_then(|u| u.split_once('@'))
+        .is_some_and(|(recipe, profile)| {
+            let ok = |s: &str| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            };
+            ok(recipe) && ok(profile)
+        })
+}
+
 pub fn unit_name(recipe: &str, profile: &str) -> String {
     format!("pinstack-{recipe}@{profile}.service")
 }
@@ -335,6 +355,10 @@ pub fn stop(sup: &Supervision, state: &State) -> Result<Stopped, SupervisorError
             let Some(unit) = &state.unit else {
                 return Ok(Stopped::WasNotRunning);
             };
+            // Nothing is stopped by a name the state file alone vouches for.
+            if !is_our_unit(unit) {
+                return Err(SupervisorError::NotOurUnit(unit.clone()));
+            }
             let was = unit_active(unit).map(|s| is_up(&s)).unwrap_or(true);
             systemctl(&["stop", unit])?;
             Ok(if was {
@@ -583,6 +607,24 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `switch` stops a systemd unit only when it is named as pinstack names its units.
+    #[test]
+    fn only_pinstacks_own_unit_names_are_ours() {
+        assert!(is_our_unit(&unit_name("lab", "c2")));
+        assert!(is_our_unit("pinstack-minimax-m27-b70@c1.service"));
+        for other in [
+            "sshd.service",
+            "pinstack-lab.service",
+            "pinstack-@c2.service",
+            "pinstack-lab@.service",
+            "pinstack-lab@c2.service.d",
+            "pinstack-lab@../x.service",
+            "xpinstack-lab@c2.service",
+        ] {
+            assert!(!is_our_unit(other), "{other}");
+        }
+    }
 
     #[test]
     fn names() {

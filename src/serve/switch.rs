@@ -167,9 +167,9 @@ pub fn state_status(e: &StateError) -> ExitStatus {
 /// Where a supervisor error sits in the exit-code table.
 pub fn supervisor_status(e: &SupervisorError) -> ExitStatus {
     match e {
-        SupervisorError::NotInstalled { .. } | SupervisorError::UnknownKind(_) => {
-            ExitStatus::Invalid
-        }
+        SupervisorError::NotInstalled { .. }
+        | SupervisorError::UnknownKind(_)
+        | SupervisorError::NotOurUnit(_) => ExitStatus::Invalid,
         SupervisorError::State(s) => state_status(s),
         _ => ExitStatus::Failed,
     }
