@@ -1503,6 +1503,25 @@ fn a_cleanup_left_running_by_a_killed_run_is_stopped_first() {
     t.write("slow", "");
     let mut child = t.spawn_up(&[]);
     let sleeper = wait_for_file(&t.ws_path("cleanup-sleep.pid"));
+    // Killed once the attempt names the cleanup's process group (recorded just after it
+    // starts; a kill before that is a window of a few microseconds this test does not aim at).
+    let group = String::from_utf8(
+        StdCommand::new("ps")
+            .args(["-o", "pgid=", "-p", &sleeper])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    let attempt = t.ws_path(".pinstack/steps/cleanup/work.attempt.json");
+    wait_until(|| {
+        std::fs::read_to_string(&attempt)
+            .ok()
+            .and_then(|a| serde_json::from_str::<Value>(&a).ok())
+            .is_some_and(|a| a["group"].as_u64().map(|g| g.to_string()) == Some(group.clone()))
+    });
     kill("KILL", child.id());
     let _ = child.wait();
     assert!(
