@@ -1765,3 +1765,20 @@ fn links_planted_in_the_workspace_are_not_written_through() {
     assert!(!out.status.success());
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
 }
+
+/// Recipes whose names map to one folder name ("lab one", "lab_one"), or a name like "..",
+/// keep checkpoints of their own, all under `.pinstack/steps/`.
+#[test]
+fn recipe_names_that_share_a_folder_name_keep_their_own_checkpoints() {
+    let t = RecipeTest::new("name: lab one\nsteps:\n  - id: s\n    run: echo one\n");
+    t.up(&[], 0);
+    t.recipe("name: lab_one\nsteps:\n  - id: s\n    run: echo two\n");
+    t.assert_statuses(&[("s", "pending")]);
+    t.up(&[], 0);
+    t.recipe("name: lab one\nsteps:\n  - id: s\n    run: echo one\n");
+    t.assert_statuses(&[("s", "done")]);
+    t.recipe("name: ..\nsteps:\n  - id: s\n    run: echo dots\n");
+    t.up(&[], 0);
+    assert!(!t.ws_path(".pinstack/s.done.json").exists());
+    assert!(!t.ws_path(".pinstack/steps/s.done.json").exists());
+}

@@ -95,7 +95,17 @@ impl Store {
                     '_'
                 }
             })
-            .collect();
+            .collect::<String>();
+        // A name the folder cannot hold as it is ("lab one", "..") gets a hash of itself, so
+        // that no two recipes share a folder and none lands outside `steps/`.
+        let safe = if safe == recipe && safe != "." && safe != ".." && !safe.is_empty() {
+            safe
+        } else {
+            format!(
+                "{safe}-{}",
+                &crate::bundle::sha256_hex(recipe.as_bytes())[..12]
+            )
+        };
         Store {
             steps: state.join("steps").join(safe),
             state,
