@@ -350,29 +350,23 @@ fn a_commit_made_in_the_checkout_is_kept_when_head_moves_to_the_pin() {
     let mine = git(&co, &["rev-parse", "HEAD"]);
     fx.pinstack().arg("apply").assert().code(0);
     assert_eq!(git(&co, &["rev-parse", "HEAD"]), pin);
-    let kept = git(
-        &co,
-        &[
-            "for-each-ref",
-            "--format=%(objectname)",
-            "refs/pinstack/kept/",
-        ],
-    );
-    assert_eq!(kept, mine);
+    let kept = || {
+        git(
+            &co,
+            &[
+                "for-each-ref",
+                "--format=%(objectname)",
+                "refs/pinstack/kept/",
+            ],
+        )
+    };
+    assert_eq!(kept(), mine);
     // Moving on to a new pin keeps nothing more: the old pin is no person's work.
     up.write("a.txt", "b\n");
     let next = up.commit("next pin");
     fx.pins(&[Pin::new("app", &up, &next)]);
     fx.pinstack().arg("fetch").assert().code(0);
-    let kept = git(
-        &co,
-        &[
-            "for-each-ref",
-            "--format=%(objectname)",
-            "refs/pinstack/kept/",
-        ],
-    );
-    assert_eq!(kept, mine);
+    assert_eq!(kept(), mine);
 }
 
 /// When the pin moves to a commit that tracks a path the checkout holds as a file git ignores
