@@ -1782,3 +1782,29 @@ fn recipe_names_that_share_a_folder_name_keep_their_own_checkpoints() {
     assert!(!t.ws_path(".pinstack/s.done.json").exists());
     assert!(!t.ws_path(".pinstack/steps/s.done.json").exists());
 }
+
+/// `reset` waits for no `up`: while one runs it refuses (exit 3, naming the holder), since a
+/// checkpoint the `up` writes afterwards would bring the step back.
+#[test]
+fn reset_refuses_while_up_runs() {
+    let yaml = recipe(
+        "name: busy",
+        &[step(
+            "long",
+            &[],
+            &["echo $$ > \"${workspace}/long.pid\"", "sleep 30"],
+        )],
+    );
+    let t = RecipeTest::new(&yaml);
+    let child = t.spawn_up(&[]);
+    wait_for_file(&t.ws_path("long.pid"));
+    let out = t.run(&["reset", "long"], &[], 3);
+    assert!(
+        all_output(&out).contains("pinstack up"),
+        "{}",
+        all_output(&out)
+    );
+    kill("INT", child.id());
+    let _ = child.wait_with_output();
+    t.run(&["reset", "long"], &[], 0);
+}

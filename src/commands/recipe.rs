@@ -368,6 +368,13 @@ pub fn reset(p: &Printer, globals: &Globals, ids: &[String], all: bool) -> Resul
         }
         ids.to_vec()
     };
+    // Not while an `up` runs: a checkpoint it writes after the reset would undo it. (A
+    // workspace with no state has nothing to reset, and is not made.)
+    let _lock = if l.ws.root.join(".pinstack").is_dir() {
+        Some(crate::lock::acquire(&l.ws.root, "pinstack reset")?)
+    } else {
+        None
+    };
     for id in &ids {
         let had = l.store.reset(id)?;
         p.out(&format!(
