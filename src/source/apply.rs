@@ -121,16 +121,22 @@ pub fn apply(
     };
     // A folder where a bundle writes a file goes with everything in it: what the status lists
     // there is rescued, and what the bundles remove is theirs; anything else is ignored.
-    let in_folders = |changed: &BTreeSet<String>| -> Vec<String> {
-        let written = changes.iter().filter(|p| patched.entry(p).is_some());
+    let in_folders = |changed: &BTreeSet<String>| -> Result<Vec<String>, SourceError> {
         let removed = |p: &str| changes.contains(p) && patched.entry(p).is_none();
-        written
-            .flat_map(|p| worktree::files_below(&path.join(p), &path))
-            .filter(|f| !changed.contains(f) && !removed(f))
-            .collect()
+        let mut found = Vec::new();
+        for p in changes.iter().filter(|p| patched.entry(p).is_some()) {
+            let folder = path.join(p);
+            let below = worktree::files_below(&folder, &path).map_err(SourceError::io(&folder))?;
+            found.extend(
+                below
+                    .into_iter()
+                    .filter(|f| !changed.contains(f) && !removed(f)),
+            );
+        }
+        Ok(found)
     };
     let mut ignored = hidden(&state, &changed);
-    ignored.extend(in_folders(&changed));
+    ignored.extend(in_folders(&changed)?);
     if !changed.is_empty() || !ignored.is_empty() {
         undone = record::undo_own_work(ws, &repo.name, &r)?;
         if undone {
@@ -139,7 +145,7 @@ pub fn apply(
                 &r, &repo.name, &pin_tree, &expected, &changes, &changed,
             )?;
             ignored = hidden(&state, &changed);
-            ignored.extend(in_folders(&changed));
+            ignored.extend(in_folders(&changed)?);
         }
     }
     if !ignored.is_empty() {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use git2::build::CheckoutBuilder;
 use git2::{Repository, RepositoryState, ResetType};
 
-use super::{SourceError, Workspace, capture, write};
+use super::{SourceError, Workspace, capture, worktree, write};
 use crate::diff::{Change, Patch};
 use crate::git::local;
 use crate::{bundle, fsutil};
@@ -147,30 +147,12 @@ fn refuse_ignored_in_the_way(
     for file in patch.files.iter().filter(|f| f.change == Change::Deleted) {
         let Some(path) = &file.old_path else { continue };
         let folder = workdir.join(path);
-        if !std::fs::symlink_metadata(&folder).is_ok_and(|m| m.is_dir()) {
-            continue;
-        }
-        let mut stack = vec![folder];
-        let mut kept = Vec::new();
-        while let Some(dir) = stack.pop() {
-            let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            for entry in entries.flatten() {
-                let p = entry.path();
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(p);
-                    continue;
-                }
-                let rel = p
-                    .strip_prefix(workdir)
-                    .map(|r| r.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                if !untracked.contains(&rel) {
-                    kept.push(rel);
-                }
-            }
-        }
+        let kept: Vec<String> = worktree::files_below(&folder, workdir)
+            .map_err(|e| format!("{}: {e}", folder.display()))?
+            .into_iter()
+            .filter(|f| !untracked.contains(f))
+            .collect();
         if !kept.is_empty() {
-            kept.sort();
             return Err(format!(
                 "{path} is a file at HEAD but a folder in the checkout, holding files git ignores \
                  ({}); a reset would remove them and no bundle holds them, so nothing was \

@@ -158,15 +158,16 @@ fn diff_trees(
 }
 
 /// The files (and links) below `dir`, if it is a folder, as paths relative to `root`; nothing
-/// when `dir` is not a folder.
-pub fn files_below(dir: &Path, root: &Path) -> Vec<String> {
+/// when `dir` is not a folder. A folder that cannot be read is an error, not an empty one.
+pub fn files_below(dir: &Path, root: &Path) -> std::io::Result<Vec<String>> {
     let mut out = Vec::new();
     if !std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
-        return out;
+        return Ok(out);
     }
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
             let p = entry.path();
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(p);
@@ -176,7 +177,7 @@ pub fn files_below(dir: &Path, root: &Path) -> Vec<String> {
         }
     }
     out.sort();
-    out
+    Ok(out)
 }
 
 /// Compares the work tree with `expected`, where `pin` is the tree HEAD is at; lists only the
