@@ -34,6 +34,11 @@ pub fn in_parallel<T: Sync, R: Send, E: Send>(
     items: &[T],
     work: impl Fn(&[T]) -> Result<Vec<R>, E> + Sync,
 ) -> Result<Vec<R>, E> {
+    // Too few items for two threads: the cores are not even counted (that reads the process's
+    // cgroup files, a dozen calls, more than a small check's work).
+    if items.len() < 2 * AT_LEAST_PER_THREAD {
+        return work(items);
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     let threads = cores.min(items.len() / AT_LEAST_PER_THREAD).max(1);
     if threads == 1 {

@@ -465,3 +465,131 @@ fn moving_a_pin_in_a_full_checkout_keeps_nothing() {
     }
     assert_eq!(git(&co, &["for-each-ref", "refs/pinstack/kept/"]), "");
 }
+
+/// Every file of the checkout, byte for byte, as (path, bytes), the `.git` folder left out.
+fn files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if e.file_name() == ".git" {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_fresh_checkout_writes_the_line_endings_a_nested_attributes_file_asks_for() {
+    // pinstack skips libgit2's per-file attribute lookups where no attributes file exists;
+    // one two folders down must still be found, and the bytes must be git's.
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("top.txt", numbered("t", 3))
+        .write("sub/deep/.gitattributes", "*.txt text eol=crlf\n")
+        .write("sub/deep/x.txt", numbered("x", 3));
+    let pin = up.commit("pin");
+    fx.pins(&[Pin::new("app", &up, &pin)]);
+    fx.json(&["fetch"], 0);
+    let co = fx.checkout("app");
+    let written = std::fs::read(co.join("sub/deep/x.txt")).unwrap();
+    assert_eq!(written, numbered("x", 3).replace('\n', "\r\n").into_bytes());
+    assert_eq!(
+        std::fs::read(co.join("top.txt")).unwrap(),
+        numbered("t", 3).into_bytes()
+    );
+    // git's own checkout of the pin, byte for byte.
+    let oracle = fx.path("oracle");
+    git(
+        fx.root(),
+        &["clone", "-q", "--no-checkout", &up.url(), "oracle"],
+    );
+    git(&oracle, &["checkout", "-q", &pin]);
+    assert_eq!(files(&co), files(&oracle));
+    // And the tree is clean as pinned.
+    fx.json(&["audit"], 0);
+}
+
+#[test]
+fn a_fresh_checkout_honours_an_attributes_file_that_applies_everywhere() {
+    // No attributes file in the tree, but the user's own (`$XDG_CONFIG_HOME/git/attributes`)
+    // asks for CRLF: the checkout must go through the filter, as git's does.
+    let fx = Fixture::new();
+    let up = fx.upstream("app");
+    up.write("a.txt", numbered("a", 3)).write("b.bin", "b\n");
+    let pin = up.commit("pin");
+    fx.pins(&[Pin::new("app", &up, &pin)]);
+    let config = fx.path("home/.config");
+    fx.write("home/.config/git/attributes", "*.txt text eol=crlf\n");
+    fx.pinstack()
+        .env("XDG_CONFIG_HOME", &config)
+        .args(["fetch"])
+        .assert()
+        .code(0);
+    let co = fx.checkout("app");
+    assert_eq!(
+        std::fs::read(co.join("a.txt")).unwrap(),
+        numbered("a", 3).replace('\n', "\r\n").into_bytes()
+    );
+    assert_eq!(std::fs::read(co.join("b.bin")).unwrap(), b"b\n");
+}
+
+#[test]
+fn lock_files_a_killed_fetch_left_in_the_checkout_it_was_making_are_removed() {
+    let fx = Fixture::new();
+    let (up, first, _) = two_commits(&fx, "app");
+    fx.pins(&[Pin::new("app", &up, &first)]);
+    // Killed after writing the files, before HEAD moved; a kill inside libgit2's writes leaves
+    // its lock files, as if it had been a moment later.
+    fx.pinstack()
+        .env("PINSTACK_FAULT", "fetch-checked-out:1")
+        .arg("fetch")
+        .assert()
+        .failure();
+    let co = fx.checkout("app");
+    std::fs::write(co.join(".git/HEAD.lock"), "").unwrap();
+    std::fs::write(co.join(".git/index.lock"), "").unwrap();
+    fx.json(&["fetch"], 0);
+    assert_eq!(git(&co, &["rev-parse", "HEAD"]), first);
+    assert_eq!(git(&co, &["status", "--porcelain"]), "");
+    assert!(!co.join(".git/HEAD.lock").exists());
+    assert!(!co.join(".git/index.lock").exists());
+}
+
+#[test]
+fn a_lock_file_in_a_finished_checkout_is_refused_with_nothing_written() {
+    let fx = Fixture::new();
+    let (up, first, second) = two_commits(&fx, "app");
+    fx.pins(&[Pin::new("app", &up, &first)]);
+    fx.json(&["fetch"], 0);
+    let co = fx.checkout("app");
+    // A git command of the person's, running in the checkout (or killed), holds the index.
+    std::fs::write(co.join(".git/index.lock"), "").unwrap();
+    fx.pins(&[Pin::new("app", &up, &second)]);
+    let err = fx.stderr(&["fetch"], 1);
+    assert!(
+        err.contains("index.lock") && err.contains("remove it"),
+        "{err}"
+    );
+    assert_eq!(git(&co, &["rev-parse", "HEAD"]), first);
+    assert_eq!(
+        std::fs::read(co.join("a.txt")).unwrap(),
+        numbered("a", 5).as_bytes()
+    );
+    assert!(
+        co.join(".git/index.lock").exists(),
+        "a lock that may be live stays"
+    );
+    std::fs::remove_file(co.join(".git/index.lock")).unwrap();
+    fx.json(&["fetch"], 0);
+    assert_eq!(git(&co, &["rev-parse", "HEAD"]), second);
+}

@@ -243,10 +243,6 @@ struct Objects<'a> {
 
 impl<'a> Objects<'a> {
     fn new(ws: &'a Workspace, pins: &'a Pins, opts: CheckOptions) -> Self {
-        // Objects are read, never trusted for writing: git hashed each when it fetched them,
-        // and zlib checks each object's stream as it is read. Hashing every object again on
-        // every read (libgit2's default, not git's) costs a tenth of a check.
-        git2::opts::strict_hash_verification(false);
         Objects {
             ws,
             pins,

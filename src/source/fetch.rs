@@ -29,6 +29,13 @@ pub fn fetch(ws: &Workspace, repo: &Repo) -> Result<FetchReport, SourceError> {
     let head = git_repo.head().ok().and_then(|h| h.target());
     let detached = git_repo.head_detached().unwrap_or(false);
     let mut fetched = None;
+    if head != Some(pin) || !detached {
+        if git_repo.path().join(NEW_CHECKOUT).exists() {
+            remove_own_locks(&git_repo)?;
+        } else {
+            refuse_locked(&git_repo, repo)?;
+        }
+    }
     if head == Some(pin) && !detached {
         // On a branch at the pin: detach without touching a file (the branch stays).
         git_repo
@@ -156,6 +163,49 @@ fn normalise(url: &str) -> &str {
 /// pin's (a killed checkout's), and the next fetch may finish writing them.
 const NEW_CHECKOUT: &str = "pinstack-new-checkout";
 
+/// The lock files libgit2 takes inside pinstack while it makes a checkout: the index, HEAD, the
+/// config, the pin's ref. (The `git` program pinstack runs takes others, which it waits out.)
+const OWN_LOCKS: [&str; 4] = [
+    "index.lock",
+    "HEAD.lock",
+    "config.lock",
+    "refs/pinstack/pin.lock",
+];
+
+/// In a checkout pinstack made and has not finished (the marker is there), a lock file of
+/// [`OWN_LOCKS`] was left by a pinstack that was killed while it held it: one pinstack runs per
+/// workspace, and no one else works in a checkout that is not made yet. It is removed, so that
+/// the rerun can finish the checkout.
+fn remove_own_locks(r: &Repository) -> Result<(), SourceError> {
+    for lock in OWN_LOCKS {
+        let path = r.path().join(lock);
+        crate::fsutil::remove_file_if_present(&path).map_err(SourceError::io(&path))?;
+    }
+    Ok(())
+}
+
+/// In any other checkout, a lock file of the index or of HEAD belongs to a git command that is
+/// running there, or to one that was killed: as git does, pinstack refuses before writing
+/// anything, and says how to go on.
+fn refuse_locked(r: &Repository, repo: &Repo) -> Result<(), SourceError> {
+    let held: Vec<String> = ["index.lock", "HEAD.lock"]
+        .iter()
+        .map(|l| r.path().join(l))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if held.is_empty() {
+        return Ok(());
+    }
+    Err(SourceError::Refused {
+        repo: repo.name.clone(),
+        message: format!(
+            "{} exists: another git command is running in the checkout, or one was killed;              nothing was written; when none is running, remove it and run again",
+            held.join(" and ")
+        ),
+    })
+}
+
 /// Refuses when a file (or folder) stands where the pinned tree has a file with other content.
 fn refuse_other_files(r: &Repository, repo: &Repo, pin: Oid) -> Result<(), SourceError> {
     let Some(workdir) = r.workdir() else {
@@ -236,6 +286,17 @@ fn checkout_pin(r: &Repository, repo: &Repo, pin: Oid, fresh: bool) -> Result<()
     let mut co = CheckoutBuilder::new();
     if fresh {
         co.force();
+        // libgit2 looks up every file's attributes, resolving each file's full path (two
+        // `realpath`s, a `readlink` per folder on the way): a fifth of a fresh checkout. Where
+        // no attributes can exist, no filter can apply, and the lookups are skipped.
+        // Only in a folder pinstack made, which holds no `.gitattributes` of its own.
+        let made_here = r.path().join(NEW_CHECKOUT).exists();
+        let tree = commit
+            .tree()
+            .map_err(local(&repo.name, "reading the pinned tree"))?;
+        if made_here && worktree::no_filters_apply(r, &tree) {
+            co.disable_filters(true);
+        }
     } else {
         co.safe()
             .overwrite_ignored(false)
@@ -263,6 +324,7 @@ fn checkout_pin(r: &Repository, repo: &Repo, pin: Oid, fresh: bool) -> Result<()
         });
     }
     done.map_err(local(&repo.name, "checking out the pinned commit"))?;
+    crate::fault::point("fetch-checked-out", 1);
     r.set_head_detached(pin)
         .map_err(local(&repo.name, "detaching HEAD at the pin"))?;
     r.reference(LAST_PIN, pin, true, "pinstack: the pin checked out")

@@ -337,38 +337,11 @@ impl<'r> WorkFiles<'r> {
                 source: git2::Error::from_str("the repository has no work tree"),
             })?
             .to_path_buf();
-        let autocrlf = repo
-            .config()
-            .ok()
-            .and_then(|c| c.get_string("core.autocrlf").ok())
-            .is_some_and(|v| {
-                !matches!(
-                    v.to_ascii_lowercase().as_str(),
-                    "false" | "no" | "off" | "0" | ""
-                )
-            });
-        let config_file = repo
-            .config()
-            .ok()
-            .and_then(|c| c.get_path("core.attributesFile").ok());
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        let xdg = std::env::var_os("XDG_CONFIG_HOME")
-            .map(PathBuf::from)
-            .or_else(|| home.map(|h| h.join(".config")));
-        let global_attributes = [
-            Some(repo.path().join("info/attributes")),
-            config_file,
-            xdg.map(|x| x.join("git/attributes")),
-            Some(PathBuf::from("/etc/gitattributes")),
-        ]
-        .into_iter()
-        .flatten()
-        .any(|p| p.exists());
         Ok(WorkFiles {
             repo,
             workdir,
-            autocrlf,
-            global_attributes,
+            autocrlf: autocrlf(repo),
+            global_attributes: global_attributes(repo),
             head: repo.head().ok().and_then(|h| h.peel_to_tree().ok()),
             attributes_above: Default::default(),
         })
@@ -432,6 +405,60 @@ impl<'r> WorkFiles<'r> {
             .insert(dir.to_path_buf(), found);
         found
     }
+}
+
+/// Whether `core.autocrlf` asks for line-ending conversion.
+fn autocrlf(repo: &Repository) -> bool {
+    repo.config()
+        .ok()
+        .and_then(|c| c.get_string("core.autocrlf").ok())
+        .is_some_and(|v| {
+            !matches!(
+                v.to_ascii_lowercase().as_str(),
+                "false" | "no" | "off" | "0" | ""
+            )
+        })
+}
+
+/// Whether an attributes file that applies to every path exists: `info/attributes`,
+/// `core.attributesFile` (or the per-user default), or the system one.
+fn global_attributes(repo: &Repository) -> bool {
+    let config_file = repo
+        .config()
+        .ok()
+        .and_then(|c| c.get_path("core.attributesFile").ok());
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.map(|h| h.join(".config")));
+    [
+        Some(repo.path().join("info/attributes")),
+        config_file,
+        xdg.map(|x| x.join("git/attributes")),
+        Some(PathBuf::from("/etc/gitattributes")),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|p| p.exists())
+}
+
+/// Whether no filter can apply to any file of `tree` when it is written into an empty work
+/// tree: no `core.autocrlf`, no attributes file that applies everywhere, and no
+/// `.gitattributes` anywhere in the tree. Attributes are all that turn a filter on (`text`,
+/// `eol`, `crlf`, `ident`, `filter`), so such a tree is written byte for byte as its blobs.
+pub fn no_filters_apply(repo: &Repository, tree: &Tree<'_>) -> bool {
+    if autocrlf(repo) || global_attributes(repo) {
+        return false;
+    }
+    let mut found = false;
+    let walked = tree.walk(git2::TreeWalkMode::PreOrder, |_, entry| {
+        if entry.name_bytes() == b".gitattributes" {
+            found = true;
+            return git2::TreeWalkResult::Abort;
+        }
+        git2::TreeWalkResult::Ok
+    });
+    walked.is_ok() && !found
 }
 
 /// The blob id and mode of a file on disk, as `git add` would record them when no filter
