@@ -320,7 +320,13 @@ fn program_devices(program: &'static str, args: &[&str], shown: &str) -> Check {
         );
     };
     let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
-    let seen = text.lines().filter(|l| l.contains("e223")).count();
+    // One line names each device (`Device Name: Intel(R) Graphics [0xe223]` from xpu-smi,
+    // `Device #0: ...` from clinfo); xpu-smi's `SOC UUID` line of the same card ends in the
+    // PCI ids (`...e2238086`) and is not a second card.
+    let seen = text
+        .lines()
+        .filter(|l| l.contains("e223") && (l.contains("device name") || l.contains("device #")))
+        .count();
     let level = if out.status.success() && seen == CARDS {
         Level::Pass
     } else {

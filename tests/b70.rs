@@ -723,7 +723,7 @@ keys = ["MODEL", "PUBLISH_ROOT", "OUTDIR", "LABEL", "TP", "MAX_MODEL_LEN", "MAX_
         "MAX_NUM_SEQS", "INPUT_LEN", "OUTPUT_LEN", "NUM_PROMPTS", "BLOCK_SIZE", "DTYPE",
         "COMPILATION_CONFIG_JSON", "RUN_REPEAT_ARITHMETIC_QUALITY", "RUN_EXTENDED_QUALITY",
         "BENCH_REPEATS", "REPEAT_ARITHMETIC_RUNS", "CACHE_ROOT", "VLLM_XPU_ENABLE_XPU_GRAPH",
-        "FI_TCP_IFACE", "ZE_AFFINITY_MASK"]
+        "FI_TCP_IFACE", "ZE_AFFINITY_MASK", "PYTHONPATH", "LD_LIBRARY_PATH"]
 summary = {
     "label": os.environ["LABEL"],
     "status": "quality_passed",
@@ -1984,6 +1984,26 @@ fn runtime_quality_and_smoke_are_asserted(b: &B70, second: &Run) {
         assert_eq!(gate_env[k], v, "{k} in the gate's environment");
     }
     assert_eq!(gate_env["PUBLISH_ROOT"], b.src("lab").display().to_string());
+    // The engines import the llm-scaler kernels and the patched vLLM tree, as the lab's
+    // runtime-env.sh has them, and find the built kernels' libraries first.
+    // (The stand-in python that records it adds its own site-packages after them.)
+    let imports = gate_env["PYTHONPATH"].as_str().unwrap_or_default();
+    let first = format!(
+        "{}:{}:",
+        b.src("llm-scaler/vllm/custom-esimd-kernels-vllm/python")
+            .display(),
+        b.src("vllm").display()
+    );
+    assert!(imports.starts_with(&first), "{imports}");
+    let libs = gate_env["LD_LIBRARY_PATH"].as_str().unwrap_or_default();
+    assert!(
+        libs.starts_with(
+            &b.src("vllm-xpu-kernels/vllm_xpu_kernels")
+                .display()
+                .to_string()
+        ),
+        "{libs}"
+    );
 
     // The smoke test served the model with the production shape and asserted the answers.
     let serve = second.of("venv-vllm");

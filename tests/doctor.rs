@@ -56,8 +56,16 @@ impl Host {
             "root/var/lib/dpkg/status",
             "Package: libze1\nStatus: install ok installed\nVersion: 1.28.2-1~24.04~ppa1\n\n",
         );
+        // As xpu-smi prints a card: its UUID ends in the PCI ids, e223 again.
         let device_lines = (0..4)
-            .map(|i| format!("echo '| {i} | Device Name: Intel(R) Graphics [0xe223] |'"))
+            .map(|i| {
+                format!(
+                    "echo '| {i} | Device Name: Intel(R) Graphics [0xe223] |'\n\
+                     echo '|   | Vendor Name: Intel(R) Corporation |'\n\
+                     echo '|   | SOC UUID: 00000000-0000-000{i}-0000-0000e2238086 |'\n\
+                     echo '|   | PCI BDF Address: 0000:0{i}:00.0 |'"
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n");
         h.program("bin/xpu-smi", &device_lines);

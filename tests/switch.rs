@@ -11,7 +11,8 @@ use serde_json::Value;
 
 use crate::harness::Fixture;
 
-/// A stand-in for `vllm`: `serve --help` lists the flags it knows; `serve MODEL --host H
+/// A stand-in for `vllm`: as a current vLLM, `serve --help=all` lists the flags it knows and
+/// `serve --help` only points there; `serve MODEL --host H
 /// --port P --max-model-len N [--served-model-name S]` answers `/health`, `/v1/models` and
 /// `/v1/completions` (always " 42"). `STANDIN_MODE` in its environment breaks it on purpose.
 /// It exits by itself when `STANDIN_WATCH` disappears (the test's folder) or after five minutes,
@@ -42,8 +43,11 @@ def watchdog():
 
 def main():
     args = sys.argv[1:]
-    if args[:2] == ["serve", "--help"]:
+    if args[:2] == ["serve", "--help=all"]:
         print(HELP)
+        return 0
+    if args[:2] == ["serve", "--help"]:
+        print("usage: vllm serve [model_tag] [options]\n  Use `--help=all` to show all available flags at once.")
         return 0
     if len(args) < 2 or args[0] != "serve":
         print("usage: vllm serve MODEL [options]", file=sys.stderr)

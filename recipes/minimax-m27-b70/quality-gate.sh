@@ -2,13 +2,14 @@
 # The lab's strict quality gate (five gates: two exact-token canaries, the semantic suite, the
 # arithmetic repeat, the extended six-pack), then its benchmark, from the pinned lab repository.
 # Speed numbers count only when every gate passed.
-# Usage: quality-gate.sh LAB_CHECKOUT MODEL BENCH_ROOT VENV RUNTIME_ENV
+# Usage: quality-gate.sh LAB_CHECKOUT MODEL BENCH_ROOT VENV RUNTIME_ENV SRC
 set -euo pipefail
 lab=$1
 model=$2
 bench=$3
 venv=$4
 runtime_env=$5
+src=$6
 
 set -a
 # shellcheck disable=SC1090
@@ -28,6 +29,10 @@ export REPEAT_ARITHMETIC_RUNS=16
 # A fresh compile cache per gate run, under the workspace.
 export CACHE_ROOT=$bench/compile-cache/$(date -u +%Y%m%dT%H%M%SZ)
 export PATH=$venv/bin:$PATH
+# As the lab's runtime-env.sh puts them (every lab step but 00, 01 and 07 sources it): the
+# llm-scaler python/ folder first (moe_int4_ops exists only there, imported, not installed),
+# then the patched vLLM tree, so the gate's engines import the code that will serve.
+export PYTHONPATH=$src/llm-scaler/vllm/custom-esimd-kernels-vllm/python:$src/vllm${PYTHONPATH:+:$PYTHONPATH}
 mkdir -p "$OUTDIR" "$CACHE_ROOT"
 
 # The summaries already there (path and modification time), so that only one this run wrote

@@ -391,36 +391,46 @@ fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
-/// The flags of a profile that the installed vLLM does not know, read from its own
-/// `vllm serve --help`.
+/// The flags of a profile that the installed vLLM does not know, read from its own help:
+/// `vllm serve --help=all` (a current vLLM's plain `--help` lists only the groups of flags),
+/// else `vllm serve --help` (a vLLM from before grouped help, which refuses `--help=all`).
+/// vLLM takes `_` and `-` alike in a flag's name.
 pub fn unknown_flags(profile: &Profile) -> Result<Vec<String>, String> {
-    let out = Command::new(&profile.vllm)
-        .args(["serve", "--help"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .env_clear()
-        .envs(profile.env.iter().map(|(k, v)| (k, v)))
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .output()
-        .map_err(|e| format!("cannot run {} serve --help: {e}", profile.vllm.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{} serve --help failed ({})",
-            profile.vllm.display(),
-            out.status
-        ));
-    }
-    let help = String::from_utf8_lossy(&out.stdout);
-    let known: std::collections::HashSet<&str> = help
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-        .filter(|w| w.starts_with("--"))
-        .collect();
+    let help = |arg: &str| -> Result<Option<std::collections::HashSet<String>>, String> {
+        let out = Command::new(&profile.vllm)
+            .args(["serve", arg])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .env_clear()
+            .envs(profile.env.iter().map(|(k, v)| (k, v)))
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .map_err(|e| format!("cannot run {} serve {arg}: {e}", profile.vllm.display()))?;
+        if !out.status.success() {
+            return Ok(None);
+        }
+        let flags: std::collections::HashSet<String> = String::from_utf8_lossy(&out.stdout)
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .filter(|w| w.starts_with("--") && *w != "--help")
+            .map(|w| w.replace('_', "-"))
+            .collect();
+        Ok((!flags.is_empty()).then_some(flags))
+    };
+    let known = match help("--help=all")? {
+        Some(known) => known,
+        None => help("--help")?.ok_or_else(|| {
+            format!(
+                "{} serve --help=all and --help list no flags (or failed)",
+                profile.vllm.display()
+            )
+        })?,
+    };
     Ok(profile
         .flags
         .iter()
         .filter(|f| f.starts_with("--"))
         .map(|f| f.split('=').next().unwrap_or(f))
-        .filter(|f| !known.contains(f))
+        .filter(|f| !known.contains(&f.replace('_', "-")))
         .map(str::to_owned)
         .collect())
 }
