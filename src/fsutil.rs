@@ -45,6 +45,26 @@ pub fn write_atomic_keeping_link(path: &Path, bytes: &[u8]) -> std::io::Result<(
     write_atomic(path, bytes)
 }
 
+/// Creates `dir` and the folders above it that are missing, each with mode 0755 whatever the
+/// umask (a root with umask 027 would make folders the service's user cannot enter); folders
+/// already there keep their mode.
+pub fn create_dirs_0755(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(d);
+        at = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        match std::fs::create_dir(d) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?,
+        }
+    }
+    Ok(())
+}
+
 /// Removes a file; one already gone is no error.
 pub fn remove_file_if_present(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(path) {

@@ -1070,3 +1070,59 @@ fn a_folder_in_place_of_a_generated_file_refuses_the_install_first() {
     assert_eq!(snapshot(&root), before, "nothing was written");
     assert_eq!(read(&unit), "MY UNIT\n");
 }
+
+#[test]
+fn installed_folders_are_open_to_the_service_user_whatever_the_umask() {
+    // A hardened root's umask (027) must not leave the launcher and the profiles' files in
+    // folders the unit's user cannot enter.
+    use std::os::unix::fs::PermissionsExt;
+    let fx = lab();
+    let root = prefix(&fx);
+    let args = with_recipe(
+        &fx,
+        &[
+            "install-service",
+            "--prefix",
+            &root.display().to_string(),
+            "--user",
+            "nobody",
+        ],
+    );
+    let bin = assert_cmd::cargo::cargo_bin("pinstack");
+    let line = std::iter::once(bin.display().to_string())
+        .chain(args)
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    // The fixture's environment for pinstack, given to a shell that sets the umask first.
+    let base = fx.pinstack_std();
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c").arg(format!("umask 027; exec {line}"));
+    if let Some(dir) = base.get_current_dir() {
+        sh.current_dir(dir);
+    }
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    let out = sh.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for dir in [
+        "etc/pinstack",
+        "etc/pinstack/lab",
+        "usr/local/libexec/pinstack",
+    ] {
+        let mode = std::fs::metadata(root.join(dir))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o755, "{dir}");
+    }
+}

@@ -964,3 +964,99 @@ fn a_switch_is_refused_while_up_runs() {
     assert_eq!(out.status.code(), Some(0));
     lab.assert_healthy("good");
 }
+
+#[test]
+fn a_server_no_state_names_on_the_port_is_refused_before_anything_starts() {
+    // A unit started by hand (or one from before a lost state) answers on the profile's port:
+    // its answers would pass for the new server's, which would then fail to bind beside it.
+    let lab = Lab::new();
+    let mut decoy = StdCommand::new(lab.fx.path("workspace/venv/bin/vllm"))
+        .args(["serve", "/models/tiny", "--served-model-name", "tiny"])
+        .args(["--port", &lab.port.to_string(), "--max-model-len", "4096"])
+        .env_clear()
+        .env("STANDIN_WATCH", lab.fx.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.extra.borrow_mut().push(decoy.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", lab.port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the decoy never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let stderr = lab.switch("good", 3);
+    assert!(stderr.contains("already answers"), "{stderr}");
+    assert!(lab.state().is_none(), "nothing recorded");
+    assert!(decoy.try_wait().unwrap().is_none(), "never touched");
+    // Another port is free: a profile there switches.
+    lab.switch("other", 0);
+    decoy.kill().unwrap();
+    decoy.wait().unwrap();
+}
+
+#[test]
+fn a_failed_server_that_cannot_be_stopped_gets_no_rollback_beside_it() {
+    let lab = Lab::new();
+    let bin = fake_systemd(&lab);
+    // Stopping the wrong-len unit fails (and leaves it running).
+    let systemctl = std::fs::read_to_string(bin.join("systemctl")).unwrap();
+    write_script(
+        &bin.join("systemctl"),
+        &systemctl.replacen(
+            "  stop)\n",
+            "  stop)\n    case \"$2\" in *wrong-len*) exit 1;; esac\n",
+            1,
+        ),
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    lab.fx.write(
+        "prefix/etc/systemd/system/pinstack-standin@.service",
+        "[Service]\n",
+    );
+    let switch = |profile: &str, code: i32| -> String {
+        let out = lab
+            .cmd()
+            .env("PATH", &path)
+            .args([
+                "switch",
+                profile,
+                "--supervisor",
+                "systemd",
+                "--prefix",
+                "prefix",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{profile}: {stderr}");
+        stderr
+    };
+    switch("good", 0);
+    let stderr = switch("wrong-len", 3);
+    assert!(stderr.contains("could not be stopped"), "{stderr}");
+    // The good unit was not started again beside the one still running.
+    let starts: Vec<String> = systemctl_calls(&lab)
+        .into_iter()
+        .filter(|c| c.starts_with("start "))
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            "start pinstack-standin@good.service",
+            "start pinstack-standin@wrong-len.service"
+        ]
+    );
+    assert_eq!(
+        lab.state().unwrap()["profile"],
+        "wrong-len",
+        "still recorded"
+    );
+    // Let the test's cleanup stop it.
+    std::fs::write(bin.join("systemctl"), systemctl).unwrap();
+    switch("good", 0);
+}

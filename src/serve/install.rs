@@ -779,6 +779,9 @@ pub struct Installed {
 
 /// Writes a file atomically with a mode; says whether it changed.
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<FileState, InstallError> {
+    if let Some(dir) = path.parent() {
+        crate::fsutil::create_dirs_0755(dir).map_err(io(dir))?;
+    }
     // A symbolic link at a target is replaced by the file (its contents were saved before,
     // as a person's edit); nothing it points to is read, changed or given another mode.
     if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {

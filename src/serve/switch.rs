@@ -127,6 +127,27 @@ pub enum SwitchError {
         previous: String,
     },
     #[error(
+        "switch to {profile} failed: {failure}; its server could not be stopped and is still \
+         recorded, so {} was not started beside it; stop it (`pinstack status` names it), then \
+         switch again",
+        previous.as_deref().unwrap_or("no earlier profile")
+    )]
+    StillRunning {
+        profile: String,
+        failure: Box<Failure>,
+        previous: Option<String>,
+    },
+    #[error(
+        "{host}:{port} already answers, and no server pinstack recorded is there (a unit started \
+         by hand, say): {profile} would start beside it on the same cards; nothing was stopped: \
+         stop what listens there, then switch again"
+    )]
+    PortTaken {
+        profile: String,
+        host: String,
+        port: u16,
+    },
+    #[error(
         "switch to {profile} failed: {failure}; AND THE ROLLBACK FAILED: {previous} is not \
          healthy again: {rollback}; see `pinstack status`"
     )]
@@ -149,6 +170,8 @@ impl SwitchError {
             SwitchError::Supervisor(e) => supervisor_status(e),
             SwitchError::FlagCheck { .. }
             | SwitchError::Stop { .. }
+            | SwitchError::StillRunning { .. }
+            | SwitchError::PortTaken { .. }
             | SwitchError::RollbackFailed { .. } => ExitStatus::Failed,
             SwitchError::NothingServing { failure, .. }
             | SwitchError::RolledBack { failure, .. } => failure.status(),
@@ -203,8 +226,23 @@ pub fn switch(
     }
     let _lock = sup.serve.lock(&format!("switch {}", profile.name))?;
 
+    let recorded = sup.serve.load()?;
+    // A server on the profile's address that no state names (a unit enabled by hand, one from
+    // before a lost state) would answer the readiness checks for the new one, which would
+    // then fail to bind and retry beside it on the same cards.
+    let ours_there = recorded
+        .as_ref()
+        .is_some_and(|old| old.base_url == Expect::of(profile).base_url);
+    if !ours_there && listening(&profile.host, profile.port) {
+        return Err(SwitchError::PortTaken {
+            profile: profile.name.clone(),
+            host: profile.host.clone(),
+            port: profile.port,
+        });
+    }
+
     let mut previous = None;
-    if let Some(old) = sup.serve.load()? {
+    if let Some(old) = recorded {
         on(SwitchEvent::Stopping {
             state: &old,
             grace: sup.stop_grace,
@@ -229,6 +267,15 @@ pub fn switch(
         Ok(state) => return Ok(state),
         Err(f) => f,
     };
+    // The failed server is still recorded when it could not be stopped (or its state could not
+    // be written once ready): it may run, so nothing is started beside it.
+    if sup.serve.load().ok().flatten().is_some() {
+        return Err(SwitchError::StillRunning {
+            profile: profile.name.clone(),
+            failure,
+            previous: previous.map(|old| old.profile),
+        });
+    }
     let Some(old) = previous else {
         return Err(SwitchError::NothingServing {
             profile: profile.name.clone(),
@@ -258,6 +305,17 @@ pub fn switch(
             rollback,
         }),
     }
+}
+
+/// Whether something accepts connections on `host:port` (within a second).
+fn listening(host: &str, port: u16) -> bool {
+    use std::net::ToSocketAddrs;
+    let Ok(addrs) = (host, port).to_socket_addrs() else {
+        return false;
+    };
+    addrs
+        .into_iter()
+        .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
 }
 
 fn find<'a>(profiles: &'a [Profile], name: &str) -> Result<&'a Profile, SwitchError> {
