@@ -393,3 +393,31 @@ fn the_production_recipe_declares_the_labs_profiles() {
     assert!(g.contains(&"--enable-prefix-caching".to_owned()));
     assert!(!g.contains(&"--no-enable-prefix-caching".to_owned()));
 }
+
+#[test]
+fn an_api_key_flag_is_never_shown() {
+    let fx = fixture();
+    let recipe = RECIPE.replace(
+        "    flags:\n      --async-engine: true\n",
+        "    flags:\n      --api-key: sk-hunter2\n",
+    );
+    fx.write("recipe.yaml", recipe);
+    for args in [
+        &["--recipe", "recipe.yaml", "profile", "show", "three"][..],
+        &[
+            "--recipe",
+            "recipe.yaml",
+            "--json",
+            "profile",
+            "show",
+            "three",
+        ][..],
+        &["--recipe", "recipe.yaml", "--json", "profile", "list"][..],
+    ] {
+        let out = fx.pinstack().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("--api-key"), "{args:?}: {text}");
+        assert!(!text.contains("hunter2"), "{args:?}: {text}");
+    }
+}

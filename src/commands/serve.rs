@@ -19,7 +19,7 @@ fn to_json(p: &Profile) -> Value {
         "model_id": p.model_id,
         "base_url": p.base_url(),
         "max_model_len": p.max_model_len,
-        "command": p.command(),
+        "command": crate::serve::supervisor::masked_command(&p.command()),
         "env": p.env.iter().map(|(k, v)| json!({"name": k, "value": shown(k, v)})).collect::<Vec<_>>(),
         "smoke": {"prompt": p.smoke.prompt, "expect": p.smoke.expect, "max_tokens": p.smoke.max_tokens},
         "ready_timeout_s": p.ready_timeout.as_secs(),
@@ -116,7 +116,9 @@ pub fn show(p: &Printer, globals: &Globals, name: &str, check_flags: bool) -> Re
         }
         text.push_str(&format!(
             "command:\n  {}",
-            crate::engine::runner_shell_words(&profile.command())
+            crate::engine::runner_shell_words(&crate::serve::supervisor::masked_command(
+                &profile.command()
+            ))
         ));
         p.out(&text)?;
     }

@@ -566,6 +566,27 @@ pub fn log_place(state: &State) -> String {
     }
 }
 
+/// Whether a flag's value is a secret: a word of its name is `token`, `secret`, `password`,
+/// `passwd` or `credential(s)`, or its last word is `key` (`--api-key`, `--hf-token`). Whole
+/// words only: `--max-num-batched-tokens` counts tokens and is shown.
+fn flag_looks_secret(name: &str) -> bool {
+    let words: Vec<String> = name
+        .split(['-', '_'])
+        .map(str::to_ascii_lowercase)
+        .collect();
+    words.iter().any(|w| {
+        [
+            "token",
+            "secret",
+            "password",
+            "passwd",
+            "credential",
+            "credentials",
+        ]
+        .contains(&w.as_str())
+    }) || words.last().is_some_and(|w| w == "key")
+}
+
 /// A command line with the values of secret-looking flags (`--api-key X`) masked.
 pub fn masked_command(argv: &[String]) -> Vec<String> {
     let mut out = Vec::with_capacity(argv.len());
@@ -581,7 +602,7 @@ pub fn masked_command(argv: &[String]) -> Vec<String> {
                 Some((n, v)) => (n, Some(v)),
                 None => (flag, None),
             };
-            if crate::recipe::looks_secret(&name.replace('-', "_")) {
+            if flag_looks_secret(name) {
                 match value {
                     Some(_) => out.push(format!("--{name}=***")),
                     None => {
@@ -646,5 +667,12 @@ mod tests {
         );
         let argv = vec!["--api-key=s3cret".to_owned()];
         assert_eq!(masked_command(&argv), ["--api-key=***"]);
+        let argv: Vec<String> = ["--hf-token", "t", "--max-num-batched-tokens", "512"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            masked_command(&argv),
+            ["--hf-token", "***", "--max-num-batched-tokens", "512"]
+        );
     }
 }
