@@ -206,6 +206,18 @@ fn fake_vllm(fx: &Fixture, help: &str) {
     );
 }
 
+/// `profile show NAME --check-flags` of the fixture's recipe.
+fn args(name: &str) -> Vec<&str> {
+    vec![
+        "--recipe",
+        "recipe.yaml",
+        "profile",
+        "show",
+        name,
+        "--check-flags",
+    ]
+}
+
 fn fake_vllm_script(fx: &Fixture, body: &str) {
     let bin = fx.path("workspace/venv/bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -224,16 +236,6 @@ fn flags_are_checked_against_the_installed_vllm() {
          --tensor-parallel-size, -tp N\n  --enable-prefix-caching, --no-enable-prefix-caching\n  \
          --compilation-config, -O CONFIG\n  --max-num-seqs N",
     );
-    fn args(name: &str) -> Vec<&str> {
-        vec![
-            "--recipe",
-            "recipe.yaml",
-            "profile",
-            "show",
-            name,
-            "--check-flags",
-        ]
-    }
     let ok = fx.pinstack().args(args("two")).output().unwrap();
     assert_eq!(
         ok.status.code(),
@@ -276,19 +278,7 @@ fn flags_are_checked_against_a_vllm_from_before_grouped_help() {
          exit 2;;\n\
          *) exit 9;;\nesac",
     );
-    let check = |name: &str, code: i32| {
-        fx.json(
-            &[
-                "--recipe",
-                "recipe.yaml",
-                "profile",
-                "show",
-                name,
-                "--check-flags",
-            ],
-            code,
-        )
-    };
+    let check = |name: &str, code: i32| fx.json(&args(name), code);
     assert_eq!(check("two", 0)["unknown_flags"], serde_json::json!([]));
     assert_eq!(
         check("three", 1)["unknown_flags"],

@@ -273,6 +273,22 @@ impl Lab {
             .1
     }
 
+    /// A stand-in server this test starts itself, serving /models/tiny (stopped at the end).
+    fn decoy(&self, program: &Path, args: &[&str]) -> std::process::Child {
+        let child = StdCommand::new(program)
+            .args(["serve", "/models/tiny"])
+            .args(args)
+            .env_clear()
+            .env("STANDIN_WATCH", self.fx.root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.extra.borrow_mut().push(child.id());
+        child
+    }
+
     fn state(&self) -> Option<Value> {
         let bytes = std::fs::read(self.fx.path("workspace/serve/state.json")).ok()?;
         Some(serde_json::from_slice(&bytes).unwrap())
@@ -622,16 +638,7 @@ fn a_look_alike_process_is_never_touched() {
     // Somebody else's vLLM on the same host: same program name, same model, own folder.
     let other = lab.fx.path("elsewhere/venv/bin/vllm");
     write_script(&other, &format!("#!{}\n{STANDIN}", python()));
-    let mut decoy = StdCommand::new(&other)
-        .args(["serve", "/models/tiny", "--port", &free_port().to_string()])
-        .env_clear()
-        .env("STANDIN_WATCH", lab.fx.root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    lab.extra.borrow_mut().push(decoy.id());
+    let mut decoy = lab.decoy(&other, &["--port", &free_port().to_string()]);
     lab.switch("good", 0);
     lab.switch("other", 0);
     lab.switch("dies", 1);
@@ -970,17 +977,17 @@ fn a_server_no_state_names_on_the_port_is_refused_before_anything_starts() {
     // A unit started by hand (or one from before a lost state) answers on the profile's port:
     // its answers would pass for the new server's, which would then fail to bind beside it.
     let lab = Lab::new();
-    let mut decoy = StdCommand::new(lab.fx.path("workspace/venv/bin/vllm"))
-        .args(["serve", "/models/tiny", "--served-model-name", "tiny"])
-        .args(["--port", &lab.port.to_string(), "--max-model-len", "4096"])
-        .env_clear()
-        .env("STANDIN_WATCH", lab.fx.root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    lab.extra.borrow_mut().push(decoy.id());
+    let port = lab.port.to_string();
+    let vllm = lab.fx.path("workspace/venv/bin/vllm");
+    let args = [
+        "--served-model-name",
+        "tiny",
+        "--port",
+        &port,
+        "--max-model-len",
+        "4096",
+    ];
+    let mut decoy = lab.decoy(&vllm, &args);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", lab.port)).is_err() {
         assert!(
