@@ -1067,3 +1067,56 @@ fn a_failed_server_that_cannot_be_stopped_gets_no_rollback_beside_it() {
     std::fs::write(bin.join("systemctl"), systemctl).unwrap();
     switch("good", 0);
 }
+
+/// Under systemd no gate holds a unit back: its state is saved before `systemctl start`, so a
+/// switch killed just after starting it leaves a state that names it.
+#[test]
+fn a_systemd_switch_killed_after_starting_the_unit_leaves_it_recorded() {
+    let lab = Lab::new();
+    let bin = fake_systemd(&lab);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    lab.fx.write(
+        "prefix/etc/systemd/system/pinstack-standin@.service",
+        "[Service]\n",
+    );
+    let switch = |profile: &str, fault: Option<&str>| {
+        let mut c = lab.cmd();
+        c.env("PATH", &path).args([
+            "switch",
+            profile,
+            "--supervisor",
+            "systemd",
+            "--prefix",
+            "prefix",
+        ]);
+        if let Some(f) = fault {
+            c.env("PINSTACK_FAULT", f);
+        }
+        c.output().unwrap()
+    };
+    assert_eq!(switch("good", None).status.code(), Some(0));
+    let killed = switch("other", Some("switch-spawned:1"));
+    assert_eq!(killed.status.code(), None, "killed at the fault point");
+    assert_eq!(
+        lab.state().unwrap()["unit"],
+        "pinstack-standin@other.service",
+        "the started unit is recorded"
+    );
+    let back = switch("good", None);
+    assert_eq!(
+        back.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&back.stderr)
+    );
+    assert!(
+        systemctl_calls(&lab).contains(&"stop pinstack-standin@other.service".to_owned()),
+        "{:?}",
+        systemctl_calls(&lab)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", lab.port2)).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "other still listens");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

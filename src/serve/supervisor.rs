@@ -252,14 +252,19 @@ pub fn start(sup: &Supervision, kind: Kind, profile: &Profile) -> Result<Running
         Kind::Systemd => {
             check_installed(sup)?;
             let unit = unit_name(&sup.recipe, &profile.name);
+            // Recorded before the unit starts (systemd starts it, no gate can hold it): a
+            // pinstack killed in between leaves a state naming the unit, which the next switch
+            // stops.
+            state.unit = Some(unit.clone());
+            sup.serve.save(&state)?;
             if let Err(e) = systemctl(&["start", &unit]) {
                 // A unit that failed to start may be waiting to restart: leave it stopped.
                 let _ = run_systemctl(&["stop", &unit]);
+                let _ = sup.serve.clear();
                 return Err(e);
             }
             let pid = main_pid(&unit).ok().flatten();
             state.pid = pid;
-            state.unit = Some(unit);
             Ok(Running {
                 state,
                 child: None,
