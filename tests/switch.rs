@@ -273,6 +273,15 @@ impl Lab {
             .1
     }
 
+    /// `install-service` under `prefix` (in the fixture): the unit, launcher, env and args
+    /// files systemd would run.
+    fn install(&self, prefix: &str) {
+        self.expect(
+            &["install-service", "--prefix", prefix, "--user", "nobody"],
+            0,
+        );
+    }
+
     /// A stand-in server this test starts itself, serving /models/tiny (stopped at the end).
     fn decoy(&self, program: &Path, args: &[&str]) -> std::process::Child {
         let child = StdCommand::new(program)
@@ -827,10 +836,7 @@ fn systemd_switch_stops_and_starts_the_units_in_order() {
     );
     assert!(systemctl_calls(&lab).is_empty());
 
-    lab.fx.write(
-        "prefix/etc/systemd/system/pinstack-standin@.service",
-        "[Service]\n",
-    );
+    lab.install("prefix");
     run(&[&["switch", "good"][..], &switch].concat(), 0);
     let state = lab.state().unwrap();
     assert_eq!(state["supervisor"], "systemd");
@@ -1021,10 +1027,7 @@ fn a_failed_server_that_cannot_be_stopped_gets_no_rollback_beside_it() {
         ),
     );
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    lab.fx.write(
-        "prefix/etc/systemd/system/pinstack-standin@.service",
-        "[Service]\n",
-    );
+    lab.install("prefix");
     let switch = |profile: &str, code: i32| -> String {
         let out = lab
             .cmd()
@@ -1075,10 +1078,7 @@ fn a_systemd_switch_killed_after_starting_the_unit_leaves_it_recorded() {
     let lab = Lab::new();
     let bin = fake_systemd(&lab);
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    lab.fx.write(
-        "prefix/etc/systemd/system/pinstack-standin@.service",
-        "[Service]\n",
-    );
+    lab.install("prefix");
     let switch = |profile: &str, fault: Option<&str>| {
         let mut c = lab.cmd();
         c.env("PATH", &path).args([
@@ -1119,4 +1119,50 @@ fn a_systemd_switch_killed_after_starting_the_unit_leaves_it_recorded() {
         assert!(std::time::Instant::now() < deadline, "other still listens");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// systemd runs the installed files, not the recipe: a profile changed since install-service is
+/// refused before anything stops, and runs once installed again.
+#[test]
+fn a_profile_changed_since_the_install_is_refused_before_anything_stops() {
+    let lab = Lab::new();
+    let bin = fake_systemd(&lab);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    lab.install("prefix");
+    let switch = |profile: &str, code: i32| -> String {
+        let out = lab
+            .cmd()
+            .env("PATH", &path)
+            .args([
+                "switch",
+                profile,
+                "--supervisor",
+                "systemd",
+                "--prefix",
+                "prefix",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{profile}: {stderr}");
+        stderr
+    };
+    switch("good", 0);
+    let edited = recipe(lab.port, lab.port2).replace(
+        "    flags:\n      --max-num-seqs: 2\n",
+        "    flags:\n      --max-num-seqs: 3\n",
+    );
+    lab.fx.write("recipe.yaml", edited);
+    let stderr = switch("other", 2);
+    assert!(
+        stderr.contains("other.args differs") && stderr.contains("install-service"),
+        "{stderr}"
+    );
+    assert_eq!(
+        systemctl_calls(&lab),
+        ["start pinstack-standin@good.service"],
+        "nothing stopped"
+    );
+    lab.install("prefix");
+    switch("other", 0);
 }

@@ -518,6 +518,34 @@ fn args_file(layout: &Layout, service: &Service<'_>, p: &Profile) -> Result<Stri
     Ok(text)
 }
 
+/// Whether the installed env and args files of `p` say what the recipe renders now: what a unit
+/// would run, against what the recipe says (the comment lines at the top, which name the
+/// recipe's hash, aside). `Err` says which file is missing or differs.
+pub fn installed_matches(layout: &Layout, p: &Profile) -> Result<(), String> {
+    let expected_env: String = p
+        .env
+        .iter()
+        .map(|(name, value)| env_line(name, value) + "\n")
+        .collect();
+    let expected_args: String = p.command().iter().map(|a| format!("{a}\n")).collect();
+    for (target, expected) in [
+        (layout.env_file(&p.name), expected_env),
+        (layout.args_file(&p.name), expected_args),
+    ] {
+        let path = layout.on_disk(&target);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{} cannot be read ({e})", path.display()))?;
+        let body: String = text
+            .split_inclusive('\n')
+            .skip_while(|l| l.starts_with('#'))
+            .collect();
+        if body != expected {
+            return Err(format!("{} differs from the recipe", path.display()));
+        }
+    }
+    Ok(())
+}
+
 /// A file of the venv or a native library, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {

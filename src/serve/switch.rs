@@ -104,6 +104,16 @@ pub enum SwitchError {
     },
     #[error("profile {name}: cannot check its flags: {detail}; nothing was stopped")]
     FlagCheck { name: String, detail: String },
+    #[error(
+        "profile {name}: the installed unit would not run what the recipe says: {detail}; \
+         nothing was stopped: run `pinstack install-service --prefix {}` first",
+        prefix.display()
+    )]
+    StaleInstall {
+        name: String,
+        detail: String,
+        prefix: PathBuf,
+    },
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
@@ -165,7 +175,8 @@ impl SwitchError {
         match self {
             SwitchError::UnknownProfile { .. }
             | SwitchError::Experimental { .. }
-            | SwitchError::UnknownFlags { .. } => ExitStatus::Invalid,
+            | SwitchError::UnknownFlags { .. }
+            | SwitchError::StaleInstall { .. } => ExitStatus::Invalid,
             SwitchError::State(e) => state_status(e),
             SwitchError::Supervisor(e) => supervisor_status(e),
             SwitchError::FlagCheck { .. }
@@ -212,6 +223,22 @@ pub fn switch(
     }
     if req.kind == Kind::Systemd {
         supervisor::check_installed(sup)?;
+        // The unit runs the installed files, not the recipe: a profile added or changed since
+        // install-service would be checked here and run as it was installed.
+        let layout = super::install::Layout::new(&sup.prefix, &sup.recipe).map_err(|e| {
+            SwitchError::StaleInstall {
+                name: profile.name.clone(),
+                detail: e.to_string(),
+                prefix: sup.prefix.clone(),
+            }
+        })?;
+        super::install::installed_matches(&layout, profile).map_err(|detail| {
+            SwitchError::StaleInstall {
+                name: profile.name.clone(),
+                detail,
+                prefix: sup.prefix.clone(),
+            }
+        })?;
     }
     let unknown = super::unknown_flags(profile).map_err(|detail| SwitchError::FlagCheck {
         name: profile.name.clone(),
