@@ -282,6 +282,24 @@ impl Lab {
         );
     }
 
+    /// `switch PROFILE` under the fake systemd on `path`, with the units installed under
+    /// `prefix/`, killed at `fault` when one is given.
+    fn systemd_switch(&self, path: &str, profile: &str, fault: Option<&str>) -> Output {
+        let mut c = self.cmd();
+        c.env("PATH", path).args([
+            "switch",
+            profile,
+            "--supervisor",
+            "systemd",
+            "--prefix",
+            "prefix",
+        ]);
+        if let Some(f) = fault {
+            c.env("PINSTACK_FAULT", f);
+        }
+        c.output().unwrap()
+    }
+
     /// A stand-in server this test starts itself, serving /models/tiny (stopped at the end).
     fn decoy(&self, program: &Path, args: &[&str]) -> std::process::Child {
         let child = StdCommand::new(program)
@@ -1029,19 +1047,7 @@ fn a_failed_server_that_cannot_be_stopped_gets_no_rollback_beside_it() {
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     lab.install("prefix");
     let switch = |profile: &str, code: i32| -> String {
-        let out = lab
-            .cmd()
-            .env("PATH", &path)
-            .args([
-                "switch",
-                profile,
-                "--supervisor",
-                "systemd",
-                "--prefix",
-                "prefix",
-            ])
-            .output()
-            .unwrap();
+        let out = lab.systemd_switch(&path, profile, None);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(code), "{profile}: {stderr}");
         stderr
@@ -1079,21 +1085,7 @@ fn a_systemd_switch_killed_after_starting_the_unit_leaves_it_recorded() {
     let bin = fake_systemd(&lab);
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     lab.install("prefix");
-    let switch = |profile: &str, fault: Option<&str>| {
-        let mut c = lab.cmd();
-        c.env("PATH", &path).args([
-            "switch",
-            profile,
-            "--supervisor",
-            "systemd",
-            "--prefix",
-            "prefix",
-        ]);
-        if let Some(f) = fault {
-            c.env("PINSTACK_FAULT", f);
-        }
-        c.output().unwrap()
-    };
+    let switch = |profile: &str, fault: Option<&str>| lab.systemd_switch(&path, profile, fault);
     assert_eq!(switch("good", None).status.code(), Some(0));
     let killed = switch("other", Some("switch-spawned:1"));
     assert_eq!(killed.status.code(), None, "killed at the fault point");
@@ -1130,19 +1122,7 @@ fn a_profile_changed_since_the_install_is_refused_before_anything_stops() {
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     lab.install("prefix");
     let switch = |profile: &str, code: i32| -> String {
-        let out = lab
-            .cmd()
-            .env("PATH", &path)
-            .args([
-                "switch",
-                profile,
-                "--supervisor",
-                "systemd",
-                "--prefix",
-                "prefix",
-            ])
-            .output()
-            .unwrap();
+        let out = lab.systemd_switch(&path, profile, None);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(code), "{profile}: {stderr}");
         stderr
