@@ -1834,9 +1834,15 @@ fn the_builds_get_the_oneapi_environment(b: &B70, second: &Run) {
         assert_eq!(env(c, "TORCH_VERSION"), "2.11.0+xpu", "{what}");
         assert!(env(c, "ONEAPI_VERSION").contains("2025.3.2"), "{what}");
         assert_eq!(env(c, "CMPLR_ROOT"), oneapi, "{what}: from vars.sh");
+        // oneAPI's tools first, then the venv's (its pinned cmake and ninja), as the lab's build
+        // had them.
         assert!(
-            env(c, "PATH").starts_with(&format!("{oneapi}/bin:")),
-            "{what}"
+            env(c, "PATH").starts_with(&format!(
+                "{oneapi}/bin:{}/bin:",
+                b.ws.join("venv").display()
+            )),
+            "{what}: {}",
+            env(c, "PATH")
         );
     }
     let kernels_build = builds[0];

@@ -8,6 +8,9 @@
 # - vars.sh replaces LD_LIBRARY_PATH (torch then sees 0 devices): LD_LIBRARY_PATH is composed
 #   afterwards, in the order the stack needs: the vllm_xpu_kernels package folder, <venv>/lib,
 #   torch/lib, <oneapi>/lib.
+# - The venv's bin folder is on PATH under oneAPI's, as the lab's build had it (it activated the
+#   venv, then sourced vars.sh): the builds use the venv's pinned cmake and ninja, not the
+#   system's.
 # Usage: oneapi-env.sh ONEAPI VENV VLLM_XPU_KERNELS_SRC
 set -euo pipefail
 oneapi=$1
@@ -31,6 +34,7 @@ snapshot() { env -0 | sort -z | base64 -w 0; }
 before=$(snapshot)
 after=$(
   set +u
+  export PATH=$venv/bin:$PATH
   # shellcheck disable=SC1091
   . "$oneapi/env/vars.sh" > /dev/null || exit 1
   snapshot
