@@ -67,6 +67,7 @@ pub fn run(opts: &DoctorOptions) -> Vec<Check> {
     let mut checks = vec![
         os(&opts.root),
         arch(&opts.root),
+        kernel(&opts.root),
         gpus(&cards),
         display(&cards, opts.context),
         cmdline(&opts.root, opts.context),
@@ -141,6 +142,40 @@ fn arch(root: &Path) -> Check {
         level,
         arch,
         Some("use an x86_64 host: the XPU wheels are built for it"),
+    )
+}
+
+/// The kernel the lab's hosts ran after the system packages' reboot: Ubuntu 24.04's HWE kernel
+/// (6.17.0-29-generic on the 110 tok/s host), whose xe driver drives the B70s.
+pub const HWE_KERNEL: (u32, u32) = (6, 17);
+
+fn kernel(root: &Path) -> Check {
+    let release = read(root, "proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    let version = (numbers.next().flatten(), numbers.next().flatten());
+    let level = match version {
+        (Some(major), Some(minor)) if (major, minor) >= HWE_KERNEL => Level::Pass,
+        // Before the system packages and their reboot: not yet a failure.
+        _ => Level::Warn,
+    };
+    check(
+        "kernel",
+        level,
+        format!(
+            "running kernel {}; the lab's hosts ran the HWE kernel, {}.{} or later",
+            if release.is_empty() {
+                "unknown"
+            } else {
+                &release
+            },
+            HWE_KERNEL.0,
+            HWE_KERNEL.1
+        ),
+        Some("the recipe's system-packages step installs linux-generic-hwe-24.04: reboot into it"),
     )
 }
 

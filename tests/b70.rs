@@ -828,6 +828,7 @@ impl B70 {
             "NAME=\"Ubuntu\"\nVERSION_ID=\"24.04\"\nID=ubuntu\nPRETTY_NAME=\"Ubuntu 24.04.4 LTS\"\n",
         );
         w("proc/sys/kernel/arch", "x86_64\n");
+        w("proc/sys/kernel/osrelease", "6.17.0-29-generic\n");
         w(
             "proc/cmdline",
             "BOOT_IMAGE=/vmlinuz-6.17.0-29-generic root=UUID=x ro quiet xe.disable_display=1\n",

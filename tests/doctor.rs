@@ -28,6 +28,7 @@ impl Host {
             "NAME=\"Ubuntu\"\nVERSION_ID=\"24.04\"\nID=ubuntu\nPRETTY_NAME=\"Ubuntu 24.04.4 LTS\"\n",
         );
         h.write("root/proc/sys/kernel/arch", "x86_64\n");
+        h.write("root/proc/sys/kernel/osrelease", "6.17.0-29-generic\n");
         h.write(
             "root/proc/cmdline",
             "BOOT_IMAGE=/vmlinuz-6.17.0-29-generic root=UUID=x ro quiet xe.disable_display=1\n",
@@ -174,9 +175,9 @@ impl Host {
 }
 
 /// Checks whose result the fake host decides (disk depends on the real machine).
-const CONTROLLED: [&str; 11] = [
-    "os", "arch", "gpus", "display", "cmdline", "pcie", "xpu-smi", "clinfo", "memory", "oneapi",
-    "libze1",
+const CONTROLLED: [&str; 12] = [
+    "os", "arch", "kernel", "gpus", "display", "cmdline", "pcie", "xpu-smi", "clinfo", "memory",
+    "oneapi", "libze1",
 ];
 
 #[test]
@@ -217,6 +218,12 @@ fn each_check_fails_or_warns_with_a_fix() {
             "arch",
             Box::new(|h| h.write("root/proc/sys/kernel/arch", "aarch64\n")),
             "fail",
+        ),
+        (
+            // Ubuntu 24.04's own kernel, before the HWE kernel's reboot.
+            "kernel",
+            Box::new(|h| h.write("root/proc/sys/kernel/osrelease", "6.8.0-88-generic\n")),
+            "warn",
         ),
         (
             "gpus",
