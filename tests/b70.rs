@@ -313,14 +313,18 @@ def swapoff(args):
 def stat(args):
     if "-f" in args:
         record("stat", args)
-        print(CONFIG["fstype"])
+        print(os.environ.get("B70_FSTYPE") or CONFIG["fstype"])
         return
     os.execv(CONFIG["stat"], ["stat"] + args)
 
 
+def chattr(args):
+    record("chattr", args)
+
+
 def df(args):
     record("df", args)
-    big = 2_000_000_000_000
+    big = int(os.environ.get("B70_DISK_FREE_GB") or 2000) * 1_000_000_000
     unit = 1_000_000_000 if "-B1000000000" in args else 1024
     print("Filesystem     1024-blocks      Used Available Capacity Mounted on")
     print(f"/dev/stand-in {big // unit} 0 {big // unit} 0% /srv")
@@ -584,6 +588,7 @@ TOOLS = {
     "swapon": swapon,
     "swapoff": swapoff,
     "stat": stat,
+    "chattr": chattr,
     "df": df,
     "xpu-smi": xpu_smi,
     "clinfo": clinfo,
@@ -633,7 +638,7 @@ const STEPS: [&str; 16] = [
 ];
 
 /// The programs on the fake host's `PATH`.
-const TOOLS: [&str; 18] = [
+const TOOLS: [&str; 19] = [
     "apt-get",
     "add-apt-repository",
     "apt-mark",
@@ -646,6 +651,7 @@ const TOOLS: [&str; 18] = [
     "swapon",
     "swapoff",
     "stat",
+    "chattr",
     "df",
     "xpu-smi",
     "clinfo",
@@ -2077,6 +2083,7 @@ fn a_failed_kernels_build_removes_its_swap_and_the_next_up_resumes_there() {
         swap_tools,
         [
             "stat",
+            "df",
             "fallocate",
             "mkswap",
             "swapon",
@@ -2269,4 +2276,57 @@ fn a_torch_that_does_not_import_fails_the_python_step() {
     assert!(log.contains("ImportError"), "{log}");
     assert!(run.calls.iter().all(|c| step_of(c) != "oneapi-env"));
     b.assert_token_nowhere();
+}
+
+/// The build swap's file system and room are checked before anything is written: a file system
+/// Linux cannot swap to, or too little room, fails the step at once and leaves nothing; on
+/// btrfs the file is made without copy-on-write first, as swap there needs.
+#[test]
+fn the_build_swap_checks_its_file_system_and_room_first() {
+    if !root() {
+        return;
+    }
+    let b = B70::new(Memory::Small);
+    b.up("a", 0);
+    let file = b.swap_file().display().to_string();
+    let tools = |run: &Run| -> Vec<(String, Vec<String>)> {
+        run.calls
+            .iter()
+            .filter(|c| step_of(c) == "build-kernels")
+            .map(|c| {
+                let a = args(c).iter().map(|s| s.to_string()).collect();
+                (c["tool"].as_str().unwrap().to_owned(), a)
+            })
+            .collect()
+    };
+    for (env, says) in [
+        (("B70_FSTYPE", "zfs"), "where Linux cannot swap to a file"),
+        (("B70_DISK_FREE_GB", "100"), "needs 172 GB free"),
+    ] {
+        let failed = b.up_with("b", &[env], 3);
+        assert!(failed.text().contains(says), "{env:?}: {}", failed.text());
+        let ran: Vec<String> = tools(&failed).into_iter().map(|(t, _)| t).collect();
+        assert!(
+            !ran.iter().any(|t| t == "fallocate" || t == "venv-pip"),
+            "{env:?}: {ran:?}"
+        );
+        assert!(!b.swap_file().exists(), "{env:?}");
+        b.assert_no_swap_left();
+    }
+    let built = b.up_with("b", &[("B70_FSTYPE", "btrfs")], 0);
+    let made: Vec<(String, Vec<String>)> = tools(&built)
+        .into_iter()
+        .filter(|(t, _)| ["chattr", "fallocate", "mkswap", "swapon"].contains(&t.as_str()))
+        .collect();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        made,
+        [
+            ("chattr".to_owned(), s(&["+C", &file])),
+            ("fallocate".to_owned(), s(&["-l", "160G", &file])),
+            ("mkswap".to_owned(), s(&[&file])),
+            ("swapon".to_owned(), s(&[&file])),
+        ]
+    );
+    b.assert_no_swap_left();
 }

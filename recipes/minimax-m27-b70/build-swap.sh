@@ -36,20 +36,35 @@ case "$action" in
       exit 0
     fi
     file=${SWAP_FILE:?}
+    size=${SWAP_SIZE:?}
     if [ -e "$file" ]; then
       echo "build-swap: $file exists and pinstack did not make it; move it or set SWAP_FILE" >&2
       exit 1
     fi
+    dir=$(dirname "$file")
+    # Checked before anything is written: a file system Linux cannot swap to, or too little
+    # room, would otherwise fail after minutes of writing, or fill the disk the build needs.
+    fs=$(stat -f -c %T "$dir")
+    case "$fs" in
+      zfs|tmpfs|nfs*|cifs|smb*|fuse*|overlay*|squashfs)
+        echo "build-swap: $dir is on $fs, where Linux cannot swap to a file; set SWAP_FILE to a file on ext4, xfs or btrfs" >&2
+        exit 1 ;;
+    esac
+    # SWAP_SIZE is in GiB (fallocate's G); df counts GB.
+    need_gb=$(( ${size%G} * 1074 / 1000 + 1 ))
+    free_gb=$(df -P -B1000000000 "$dir" | awk 'NR == 2 { print $4 }')
+    if [ "$free_gb" -lt "$need_gb" ]; then
+      echo "build-swap: the ${size} swap file needs ${need_gb} GB free on $dir, which has ${free_gb} GB; free some, or set SWAP_FILE to a file on another disk" >&2
+      exit 1
+    fi
     mkdir -p "$(dirname "$marker")"
     echo "$file" > "$marker"
-    fs=$(stat -f -c %T "$(dirname "$file")")
-    case "$fs" in
-      btrfs|zfs|tmpfs|nfs*)
-        # fallocate'd swap is refused on these: write it out instead.
-        dd if=/dev/zero of="$file" bs=1M count=$(( ${SWAP_SIZE%G} * 1024 )) status=none ;;
-      *)
-        fallocate -l "${SWAP_SIZE:?}" "$file" ;;
-    esac
+    : > "$file"
+    if [ "$fs" = btrfs ]; then
+      # A btrfs swap file must not be copy-on-write (set while it is still empty).
+      chattr +C "$file"
+    fi
+    fallocate -l "$size" "$file"
     chmod 600 "$file"
     mkswap "$file" > /dev/null
     swapon "$file"
