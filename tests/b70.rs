@@ -410,7 +410,10 @@ def requirements(path):
     out = []
     for line in open(path):
         line = line.split("#")[0].strip()
-        if line and not line.startswith("-"):
+        if line.startswith("-r "):
+            # An included file, relative to the including one (as pip reads it).
+            out += requirements(os.path.join(os.path.dirname(path), line[3:].strip()))
+        elif line and not line.startswith("-"):
             out.append(line)
     return out
 
@@ -910,7 +913,14 @@ impl B70 {
                  device_type = \"xpu\" if torch.xpu.is_available() else \"cpu\"\n\n\n\
                  current_platform = _Platform()\n",
         )
-        .write("requirements/xpu.txt", "triton-xpu==3.7.0\ntransformers\n")
+        // As vLLM's own: common requirements included, and the prebuilt kernels wheel named.
+        .write(
+            "requirements/xpu.txt",
+            "-r common.txt\n--extra-index-url=https://wheels.vllm.ai/xpu/\ntriton-xpu==3.7.0\n\
+             vllm_xpu_kernels @ https://github.com/vllm-project/vllm-xpu-kernels/releases/\
+             download/v0.1.7/vllm_xpu_kernels-0.1.7-cp38-abi3-manylinux_2_28_x86_64.whl\n",
+        )
+        .write("requirements/common.txt", "transformers\n")
         .write("setup.py", "# stand-in\n");
         for p in PATCHED.iter().filter(|p| **p != "vllm/platforms/xpu.py") {
             vllm.write(p, python_lines(p, 0));
@@ -1087,10 +1097,11 @@ impl B70 {
             format!("KIND = {what:?}\n"),
         );
         if what == "wheel" {
-            // The 89 route's prebuilt kernels, which do not load with this torch.
+            // The 89 route's prebuilt kernels, which do not load with this torch, named where
+            // the build step does not take them out: in a file the XPU requirements include.
             self.vllm.write(
-                "requirements/xpu.txt",
-                "triton-xpu==3.7.0\ntransformers\nvllm_xpu_kernels==0.1.7\n",
+                "requirements/common.txt",
+                "transformers\nvllm_xpu_kernels==0.1.7\n",
             );
         }
         let patched = self.vllm.commit(what);
@@ -1788,9 +1799,24 @@ fn the_builds_get_the_oneapi_environment(b: &B70, second: &Run) {
         .filter(|c| step_of(c).starts_with("build-"))
         .filter(|c| c["tool"] == "venv-pip" || c["tool"] == "venv-python")
         .collect();
+    // vLLM's XPU requirements go through a copy without the prebuilt kernels wheel, made in a
+    // temporary file: named here by what it is.
+    let copy = "<vllm-xpu-requirements copy>";
     let summary: Vec<(&str, &str, Vec<&str>)> = builds
         .iter()
-        .map(|c| (step_of(c), c["tool"].as_str().unwrap(), args(c)))
+        .map(|c| {
+            let a = args(c)
+                .into_iter()
+                .map(|a| {
+                    if a.contains("/vllm-xpu-requirements.") {
+                        copy
+                    } else {
+                        a
+                    }
+                })
+                .collect();
+            (step_of(c), c["tool"].as_str().unwrap(), a)
+        })
         .collect();
     let constraints = recipe_dir()
         .join("minimax-m27-b70/constraints.txt")
@@ -1824,7 +1850,7 @@ fn the_builds_get_the_oneapi_environment(b: &B70, second: &Run) {
             (
                 "build-vllm",
                 "venv-pip",
-                vec!["install", "-c", &constraints, "-r", "requirements/xpu.txt"]
+                vec!["install", "-c", &constraints, "-r", copy]
             ),
             (
                 "build-vllm",
