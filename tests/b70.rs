@@ -125,6 +125,13 @@ def apt_versions():
 def apt_get(args):
     record("apt-get", args)
     print("Reading package lists... Done")
+    pinned = [a for a in args if a.startswith("intel-opencl-icd=")]
+    if pinned and os.path.exists(flag("past", "intel-opencl-icd")) \
+            and "--allow-downgrades" not in args:
+        # The host already runs a newer driver than the recorded one.
+        print(f"The following packages will be DOWNGRADED:\n  intel-opencl-icd")
+        print("E: Packages were downgraded and -y was used without --allow-downgrades.")
+        sys.exit(100)
 
 
 def add_apt_repository(args):
@@ -1594,7 +1601,6 @@ fn system_packages_are_pinned(b: &B70, first: &Run) {
             "install",
             "-y",
             "--no-install-recommends",
-            "--allow-downgrades",
             "level-zero",
             "level-zero-devel",
             "xpu-smi=1.3.6-1~24.04~ppa1",
@@ -2355,4 +2361,36 @@ fn the_build_swap_checks_its_file_system_and_room_first() {
         ]
     );
     b.assert_no_swap_left();
+}
+
+/// A host already past a recorded GPU package version keeps it: apt is not allowed to go back
+/// unless asked (`B70_APT_ALLOW_DOWNGRADES=1`), and the step says both ways out.
+#[test]
+fn an_installed_driver_newer_than_the_recorded_one_is_not_downgraded_unless_asked() {
+    if !root() {
+        return;
+    }
+    let b = B70::new(Memory::Small);
+    b.flag("past", "intel-opencl-icd", true);
+    let refused = b.up("a", 3);
+    assert_eq!(
+        refused.started(),
+        strings(&STEPS[..2]),
+        "{}",
+        refused.text()
+    );
+    let log = std::fs::read_to_string(b.ws.join("logs/system-packages.log")).unwrap();
+    assert!(
+        log.contains("DOWNGRADED") && log.contains("B70_APT_ALLOW_DOWNGRADES=1"),
+        "{log}"
+    );
+    let asked = b.up_with("a", &[("B70_APT_ALLOW_DOWNGRADES", "1")], 0);
+    let installs: Vec<Vec<&str>> = asked
+        .of("apt-get")
+        .iter()
+        .map(|c| args(c))
+        .filter(|a| a.contains(&"intel-opencl-icd=26.18.38308.1-0"))
+        .collect();
+    assert_eq!(installs.len(), 1, "{installs:?}");
+    assert!(installs[0].contains(&"--allow-downgrades"), "{installs:?}");
 }

@@ -50,7 +50,17 @@ fi
 
 apt-get update
 mapfile -t gpu_pinned < <(for p in "${gpu[@]}"; do pinned "$p"; done; pinned libze1)
-apt-get install -y --no-install-recommends --allow-downgrades "${gpu_pinned[@]}"
+# Never a silent downgrade of an installed driver: apt refuses one and names the package,
+# unless APT_ALLOW_DOWNGRADES=1 asks for the recorded versions whatever is installed.
+downgrades=()
+if [ "${APT_ALLOW_DOWNGRADES:-0}" = 1 ]; then downgrades=(--allow-downgrades); fi
+if ! apt-get install -y --no-install-recommends "${downgrades[@]}" "${gpu_pinned[@]}"; then
+  echo "system-packages: apt could not install the recorded GPU package versions: if it names" \
+    "a downgrade, this host is past them (keep its versions: edit $versions; or go back:" \
+    "B70_APT_ALLOW_DOWNGRADES=1); if a version is not found, the repository no longer offers" \
+    "it (edit $versions)" >&2
+  exit 1
+fi
 
 # The lock: every installed version, and any drift from the recorded ones.
 mkdir -p "$locks"
