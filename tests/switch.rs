@@ -1146,3 +1146,27 @@ fn a_profile_changed_since_the_install_is_refused_before_anything_stops() {
     lab.install("prefix");
     switch("other", 0);
 }
+
+/// A rollback starts the previous profile as the recipe says now; when that is not what ran,
+/// the switch says so before it stops anything.
+#[test]
+fn a_previous_profile_changed_since_it_started_is_named_before_the_switch() {
+    let lab = Lab::new();
+    lab.switch("good", 0);
+    // Unchanged: no word of it.
+    let quiet = lab.switch("dies", 1);
+    assert!(!quiet.contains("changed in the recipe"), "{quiet}");
+    lab.assert_healthy("good");
+    // The base environment edited while good serves: good would no longer come up.
+    let edited = recipe(lab.port, lab.port2).replace(
+        "    SERVE_API_TOKEN: hunter2\n",
+        "    SERVE_API_TOKEN: hunter2\n    STANDIN_MODE: die-after-start\n",
+    );
+    lab.fx.write("recipe.yaml", edited);
+    let warned = lab.switch("other", 3);
+    assert!(
+        warned.contains("profile good changed in the recipe since its server started"),
+        "{warned}"
+    );
+    assert!(warned.contains("THE ROLLBACK FAILED"), "{warned}");
+}

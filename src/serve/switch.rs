@@ -270,6 +270,17 @@ pub fn switch(
 
     let mut previous = None;
     if let Some(old) = recorded {
+        // A rollback starts the previous profile as the recipe says now: said before anything
+        // stops, when that is not what runs.
+        if let Some(prev) = req.profiles.iter().find(|p| p.name == old.profile)
+            && !runs_as_rendered(&old, prev)
+        {
+            on(SwitchEvent::Warning(format!(
+                "profile {} changed in the recipe since its server started: if this switch \
+                 fails, the rollback starts it as the recipe says now",
+                old.profile
+            )));
+        }
         on(SwitchEvent::Stopping {
             state: &old,
             grace: sup.stop_grace,
@@ -332,6 +343,19 @@ pub fn switch(
             rollback,
         }),
     }
+}
+
+/// Whether a recorded server's command line and environment are the profile's rendering now
+/// (both as recorded: secrets masked).
+fn runs_as_rendered(state: &State, profile: &Profile) -> bool {
+    let env = State::masked_env(&profile.env);
+    state.command == supervisor::masked_command(&profile.command())
+        && state.env.len() == env.len()
+        && state
+            .env
+            .iter()
+            .zip(&env)
+            .all(|(a, b)| a.name == b.name && a.value == b.value)
 }
 
 /// Whether something accepts connections on `host:port` (within a second).
