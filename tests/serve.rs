@@ -385,13 +385,26 @@ fn the_production_recipe_declares_the_labs_profiles() {
 }
 
 #[test]
-fn an_api_key_flag_is_never_shown() {
+fn an_api_key_flag_is_refused_and_its_env_is_masked() {
+    // On the command line, a key is every local user's to read (ps) and lands in a
+    // world-readable args file: the recipe says VLLM_API_KEY instead.
     let fx = fixture();
-    let recipe = RECIPE.replace(
+    let flagged = RECIPE.replace(
         "    flags:\n      --async-engine: true\n",
         "    flags:\n      --api-key: sk-hunter2\n",
     );
-    fx.write("recipe.yaml", recipe);
+    fx.write("recipe.yaml", flagged);
+    let err = fx.stderr(&["--recipe", "recipe.yaml", "profile", "list"], 2);
+    assert!(
+        err.contains("recipe.yaml:") && err.contains("VLLM_API_KEY"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    let in_env = RECIPE.replace(
+        "    flags:\n      --async-engine: true\n",
+        "    env: { VLLM_API_KEY: sk-hunter2 }\n",
+    );
+    fx.write("recipe.yaml", in_env);
     for args in [
         &["--recipe", "recipe.yaml", "profile", "show", "three"][..],
         &[
@@ -402,12 +415,11 @@ fn an_api_key_flag_is_never_shown() {
             "show",
             "three",
         ][..],
-        &["--recipe", "recipe.yaml", "--json", "profile", "list"][..],
     ] {
         let out = fx.pinstack().args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("--api-key"), "{args:?}: {text}");
+        assert!(text.contains("VLLM_API_KEY"), "{args:?}: {text}");
         assert!(!text.contains("hunter2"), "{args:?}: {text}");
     }
 }

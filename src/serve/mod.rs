@@ -299,6 +299,18 @@ pub(crate) fn resolve(
                         format!("profile {name}: flag {flag:?} must start with --"),
                     );
                 }
+                if flag == "--api-key" || flag.starts_with("--api-key=") {
+                    return fail(
+                        Some(k.referenced),
+                        format!(
+                            "profile {name}: --api-key puts the key on the server's command \
+                             line, which every local user can read (ps), and in a \
+                             world-readable args file; set VLLM_API_KEY under env: instead \
+                             (vLLM reads it; the readiness checks send it; it is masked \
+                             everywhere pinstack shows it)"
+                        ),
+                    );
+                }
                 if ["--host", "--port", "--max-model-len", "--served-model-name"]
                     .contains(&flag.as_str())
                 {
