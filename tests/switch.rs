@@ -300,6 +300,31 @@ impl Lab {
         c.output().unwrap()
     }
 
+    /// A stand-in server of its own on the port of profile `good`, answering as `good` would;
+    /// returns once it listens.
+    fn decoy_on_the_port(&self) -> std::process::Child {
+        let port = self.port.to_string();
+        let vllm = self.fx.path("workspace/venv/bin/vllm");
+        let args = [
+            "--served-model-name",
+            "tiny",
+            "--port",
+            &port,
+            "--max-model-len",
+            "4096",
+        ];
+        let decoy = self.decoy(&vllm, &args);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the decoy never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        decoy
+    }
+
     /// A stand-in server this test starts itself, serving /models/tiny (stopped at the end).
     fn decoy(&self, program: &Path, args: &[&str]) -> std::process::Child {
         let child = StdCommand::new(program)
@@ -1001,25 +1026,7 @@ fn a_server_no_state_names_on_the_port_is_refused_before_anything_starts() {
     // A unit started by hand (or one from before a lost state) answers on the profile's port:
     // its answers would pass for the new server's, which would then fail to bind beside it.
     let lab = Lab::new();
-    let port = lab.port.to_string();
-    let vllm = lab.fx.path("workspace/venv/bin/vllm");
-    let args = [
-        "--served-model-name",
-        "tiny",
-        "--port",
-        &port,
-        "--max-model-len",
-        "4096",
-    ];
-    let mut decoy = lab.decoy(&vllm, &args);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", lab.port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the decoy never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let mut decoy = lab.decoy_on_the_port();
     let stderr = lab.switch("good", 3);
     assert!(stderr.contains("already answers"), "{stderr}");
     assert!(lab.state().is_none(), "nothing recorded");
@@ -1169,4 +1176,62 @@ fn a_previous_profile_changed_since_it_started_is_named_before_the_switch() {
         "{warned}"
     );
     assert!(warned.contains("THE ROLLBACK FAILED"), "{warned}");
+}
+
+/// `status` counts a server healthy only when the answers come from it: a recorded server that
+/// runs but does not hold the port (still loading, say) while another process answers there is
+/// not healthy.
+#[test]
+fn status_is_not_fooled_by_another_server_on_the_port() {
+    use std::os::unix::process::CommandExt;
+    let lab = Lab::new();
+    // The recorded server: alive, in a group of its own, listening nowhere.
+    let mut quiet = StdCommand::new("sleep")
+        .arg("300")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    lab.extra.borrow_mut().push(quiet.id());
+    let pid = quiet.id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start: u64 = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let (stdout, _) = lab.expect(&["--json", "profile", "show", "good"], 0);
+    let good: Value = serde_json::from_str(&stdout).unwrap();
+    let state = serde_json::json!({
+        "profile": "good",
+        "supervisor": "process",
+        "started_at": 0,
+        "pid": pid,
+        "pgid": pid,
+        "pid_start": start,
+        "boot_id": boot.trim(),
+        "unit": null,
+        "log": null,
+        "base_url": format!("http://127.0.0.1:{}", lab.port),
+        "command": good["command"],
+        "env": good["env"],
+        "ready": null,
+    });
+    lab.fx
+        .write("workspace/serve/state.json", state.to_string());
+    // Another server answers on the port, as the profile expects.
+    let mut decoy = lab.decoy_on_the_port();
+    let v = lab.status(1);
+    assert_eq!(v["running"], true, "{v:#}");
+    assert_eq!(v["healthy"], false, "{v:#}");
+    let health = v["health"].as_str().unwrap();
+    assert!(
+        health.contains(&format!("from pid {}", decoy.id())) && health.contains("not the server"),
+        "{health}"
+    );
+    decoy.kill().unwrap();
+    decoy.wait().unwrap();
+    quiet.kill().unwrap();
+    quiet.wait().unwrap();
 }

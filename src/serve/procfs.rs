@@ -79,6 +79,90 @@ pub fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// The processes holding a socket that listens on TCP `port` (IPv4 or IPv6), as far as this
+/// user may look (`/proc/<pid>/fd` of another user's process is closed to a non-root caller);
+/// `None` when `/proc/net` cannot be read.
+pub fn listeners(port: u16) -> Option<Vec<u32>> {
+    let mut inodes = std::collections::HashSet::new();
+    let mut read_any = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        read_any = true;
+        inodes.extend(listening_inodes(&text, port));
+    }
+    if !read_any {
+        return None;
+    }
+    if inodes.is_empty() {
+        return Some(Vec::new());
+    }
+    let pids = std::fs::read_dir("/proc").ok()?;
+    let holds = |pid: u32| -> bool {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::read_link(fd.path()).is_ok_and(|target| {
+                        target
+                            .to_str()
+                            .and_then(|t| t.strip_prefix("socket:["))
+                            .and_then(|t| t.strip_suffix(']'))
+                            .and_then(|n| n.parse::<u64>().ok())
+                            .is_some_and(|inode| inodes.contains(&inode))
+                    })
+                })
+            })
+            .unwrap_or(false)
+    };
+    Some(
+        pids.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| holds(*pid))
+            .collect(),
+    )
+}
+
+/// The inodes of the sockets a `/proc/net/tcp` table lists as listening on `port`.
+fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
+    const LISTEN: &str = "0A";
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f.get(1)?.rsplit_once(':')?.1;
+            let listening = *f.get(3)? == LISTEN;
+            (listening && u16::from_str_radix(local_port, 16).ok()? == port)
+                .then(|| f.get(9)?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// Whether `pid` is `ancestor` or one of its descendants (following parent pids).
+pub fn descends_from(pid: u32, ancestor: u32) -> bool {
+    let mut at = pid;
+    for _ in 0..64 {
+        if at == ancestor {
+            return true;
+        }
+        let Some(parent) = std::fs::read_to_string(format!("/proc/{at}/stat"))
+            .ok()
+            .and_then(|text| {
+                let rest = &text[text.rfind(')')? + 1..];
+                rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+            })
+        else {
+            return false;
+        };
+        if parent <= 1 {
+            return false;
+        }
+        at = parent;
+    }
+    false
+}
+
 /// The id of the current boot: a pid and its start time only identify a process within one.
 pub fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
@@ -101,6 +185,20 @@ fn named(path: &std::path::Path, e: std::io::Error) -> std::io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listening_sockets_by_port() {
+        // /proc/net/tcp: one socket listening on 18080 (0x46A0), one connected from it, one
+        // listening on another port.
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:46A0 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:46A0 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0000000000000000 20 4 30 10 -1
+   2: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4444 1 0000000000000000 100 0 0 10 0
+";
+        assert_eq!(listening_inodes(table, 18080), [4242]);
+        assert_eq!(listening_inodes(table, 8080), [4444]);
+        assert!(listening_inodes(table, 9).is_empty());
+    }
 
     #[test]
     fn stat_lines() {
