@@ -111,6 +111,9 @@ pub struct RepoAudit {
     pub files: Vec<PathState>,
     /// Ignored entries (build outputs) that were not examined.
     pub ignored: usize,
+    /// Paths whose work-tree file is as pinned while the index holds other content (staged,
+    /// then taken back in the file): a commit would record what no file shows.
+    pub staged_apart: Vec<String>,
     pub residual: Option<Residual>,
 }
 
@@ -120,6 +123,7 @@ impl RepoAudit {
         self.head_state == HeadState::AtPin
             && self.bundles.iter().all(|b| b.state == BundleState::Applied)
             && self.files.iter().all(|f| f.class == PathClass::Patched)
+            && self.staged_apart.is_empty()
     }
 }
 
@@ -142,6 +146,7 @@ pub fn audit(
         bundles: Vec::new(),
         files: Vec::new(),
         ignored: 0,
+        staged_apart: Vec::new(),
         residual: None,
     };
     let Ok(r) = Repository::open_ext(
@@ -293,12 +298,12 @@ fn full(
     };
     // Git status names an untracked repository inside the tree by its folder (`dir/`).
     let nested: Vec<String> = changed
-        .iter()
+        .keys()
         .filter(|p| p.ends_with('/'))
         .cloned()
         .collect();
     let mut candidates = extra;
-    candidates.extend(changed);
+    candidates.extend(changed.keys().cloned());
     let changed_by_bundles = patched.changed_paths();
     report.files = source::classify_changed(
         r,
@@ -313,6 +318,7 @@ fn full(
         class: PathClass::Untracked,
     }));
     report.files.sort_by(|a, b| a.path.cmp(&b.path));
+    report.staged_apart = staged_apart(&changed, &report.files);
     let work = source::WorkFiles::new(r, name)?;
     // Read only when a bundle has paths to look up.
     let mut index = None;
@@ -536,7 +542,27 @@ fn index_lines(
         });
     }
     report.files.sort_by(|a, b| a.path.cmp(&b.path));
+    report.staged_apart = staged_apart(&scan.changed, &report.files);
     Ok(())
+}
+
+/// The paths the status shows staged apart from their file ([`source::staged_apart`]) whose
+/// file is as pinned (unnamed in the report, or `patched`): the index is what is wrong there.
+fn staged_apart(
+    changed: &std::collections::BTreeMap<String, Status>,
+    files: &[PathState],
+) -> Vec<String> {
+    changed
+        .iter()
+        .filter(|(path, st)| {
+            let file_as_pinned = match files.binary_search_by(|f| f.path.cmp(path)) {
+                Ok(i) => files[i].class == PathClass::Patched,
+                Err(_) => true,
+            };
+            source::staged_apart(**st) && file_as_pinned
+        })
+        .map(|(path, _)| path.clone())
+        .collect()
 }
 
 /// Writes everything the bundles do not explain as a bundle, after proving that pin + bundles +

@@ -1406,3 +1406,39 @@ fn two_bundles_the_second_large_audit_clean() {
     assert_eq!(repo["clean_as_pinned"], true, "{repo:#}");
     assert_eq!(repo["counts"]["patched"], 160, "{repo:#}");
 }
+
+#[test]
+fn a_change_staged_and_taken_back_in_its_file_is_not_clean() {
+    let s = stack();
+    let co = s.applied();
+    // The bundles' own changes staged: the index holds what the files hold; still clean.
+    git(&co, &["add", "-A"]);
+    let repo = s.audit(&[], 0);
+    assert_eq!(repo["staged_apart"], serde_json::json!([]), "{repo:#}");
+    // A change staged, then taken back in the file: git status shows MM, and a commit would
+    // record what no file shows.
+    let readme = std::fs::read(co.join("README.md")).unwrap();
+    std::fs::write(co.join("README.md"), "staged only\n").unwrap();
+    git(&co, &["add", "README.md"]);
+    std::fs::write(co.join("README.md"), &readme).unwrap();
+    // A bundle file staged with other content, the file itself as the bundle has it.
+    let envs = std::fs::read(co.join("vllm/envs.py")).unwrap();
+    std::fs::write(co.join("vllm/envs.py"), "half of a bundle\n").unwrap();
+    git(&co, &["add", "vllm/envs.py"]);
+    std::fs::write(co.join("vllm/envs.py"), &envs).unwrap();
+    let repo = s.audit(&[], 1);
+    assert_eq!(
+        repo["staged_apart"],
+        serde_json::json!(["README.md", "vllm/envs.py"]),
+        "{repo:#}"
+    );
+    assert_eq!(classes(&repo).get("README.md"), None, "{repo:#}");
+    let text = s.fx.stdout(&["audit"], 1);
+    assert!(
+        text.contains("staged apart from the work tree (2 path(s))"),
+        "{text}"
+    );
+    // Unstaged again (the index back at the files): clean.
+    git(&co, &["add", "README.md", "vllm/envs.py"]);
+    s.audit(&[], 0);
+}

@@ -135,6 +135,7 @@ fn to_json(a: &RepoAudit) -> Value {
         })).collect::<Vec<_>>(),
         "files": a.files.iter().map(|f| json!({"path": f.path, "class": f.class.as_str()})).collect::<Vec<_>>(),
         "counts": counts,
+        "staged_apart": a.staged_apart,
         "ignored_skipped": a.ignored,
         "residual": a.residual.as_ref().map(|r| json!({
             "bundle": r.path.display().to_string(),
@@ -192,6 +193,16 @@ fn text(a: &RepoAudit) -> String {
         "  {counts}; {} ignored entries skipped\n",
         a.ignored
     ));
+    if !a.staged_apart.is_empty() {
+        out.push_str(&format!(
+            "  staged apart from the work tree ({} path(s)): the index holds content no file \
+             shows, which a commit would record (`git diff --cached` shows it)\n",
+            a.staged_apart.len()
+        ));
+        for path in &a.staged_apart {
+            out.push_str(&format!("    {path}\n"));
+        }
+    }
     out.push_str(if a.clean_as_pinned() {
         "  clean as pinned\n"
     } else {

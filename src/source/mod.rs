@@ -28,7 +28,8 @@ pub(crate) use capture::capture;
 pub(crate) use patched::PatchedTree;
 pub(crate) use scan::{ScanOptions, scan};
 pub(crate) use worktree::{
-    IndexEntries, WorkFiles, changed_and_ignored, classify_changed, entry, on_disk, tree_changes,
+    IndexEntries, WorkFiles, changed_and_ignored, classify_changed, entry, on_disk, staged_apart,
+    tree_changes,
 };
 
 use crate::git::GitError;

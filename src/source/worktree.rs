@@ -86,13 +86,23 @@ pub fn changed_paths(repo: &Repository, name: &str) -> Result<BTreeSet<String>, 
 pub fn changed_and_ignored(
     repo: &Repository,
     name: &str,
-) -> Result<(BTreeSet<String>, usize), GitError> {
+) -> Result<(std::collections::BTreeMap<String, git2::Status>, usize), GitError> {
     let opts = ScanOptions {
         submodules: false,
         ignored: true,
     };
     let s = scan(repo, name, opts)?;
-    Ok((s.changed.into_keys().collect(), s.ignored))
+    Ok((s.changed, s.ignored))
+}
+
+/// Whether a status says the index holds content that is neither HEAD's nor the work tree's: a
+/// change staged and then taken back (or changed again) in the file, which a commit would
+/// record although no file shows it.
+pub fn staged_apart(status: git2::Status) -> bool {
+    use git2::Status as S;
+    let index = S::INDEX_NEW | S::INDEX_MODIFIED | S::INDEX_DELETED | S::INDEX_TYPECHANGE;
+    let work = S::WT_MODIFIED | S::WT_DELETED | S::WT_TYPECHANGE;
+    status.intersects(index) && status.intersects(work)
 }
 
 /// Paths whose entries differ between two trees: every file (or submodule) added, removed or
