@@ -259,7 +259,7 @@ pub fn switch(
     // then fail to bind and retry beside it on the same cards.
     let ours_there = recorded
         .as_ref()
-        .is_some_and(|old| old.base_url == Expect::of(profile).base_url);
+        .is_some_and(|old| old.base_url == profile.base_url());
     if !ours_there && listening(&profile.host, profile.port) {
         return Err(SwitchError::PortTaken {
             profile: profile.name.clone(),
