@@ -1235,3 +1235,47 @@ fn status_is_not_fooled_by_another_server_on_the_port() {
     quiet.kill().unwrap();
     quiet.wait().unwrap();
 }
+
+/// Answers that come from another process on the port never make a new server ready: a
+/// server that starts beside it cannot bind there.
+#[test]
+fn a_server_that_answers_for_the_new_one_is_found_out() {
+    let lab = Lab::new();
+    // The gated profile waits before it binds; meanwhile another server takes the port.
+    let mut switching = lab
+        .cmd()
+        .args([
+            "switch",
+            "gated",
+            "--supervisor",
+            "process",
+            "--timeout",
+            "60s",
+        ])
+        .spawn_ok();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while lab.state().is_none_or(|s| s["profile"] != "gated") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the switch never started gated"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut decoy = lab.decoy_on_the_port();
+    let done = switching.wait().unwrap();
+    assert_eq!(
+        done.code(),
+        Some(1),
+        "not ready: the answers were the decoy's"
+    );
+    assert!(
+        lab.state().is_none(),
+        "the gated server was stopped and forgotten"
+    );
+    assert!(
+        decoy.try_wait().unwrap().is_none(),
+        "the decoy is untouched"
+    );
+    decoy.kill().unwrap();
+    decoy.wait().unwrap();
+}

@@ -87,6 +87,12 @@ pub enum ReadyError {
     NotAModelList { url: String, snippet: String },
     #[error("the smoke completion failed: {detail}")]
     Smoke { detail: String },
+    #[error(
+        "{url} answered, but from pid {}, not the server just started: something else holds \
+         the port",
+        pids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    Foreign { url: String, pids: Vec<u32> },
 }
 
 /// One look at `/v1/models`.

@@ -149,7 +149,7 @@ pub fn status(sup: &Supervision, profiles: &[Profile]) -> Result<Report, StatusE
     };
     match expect.map(|e| (ready::probe(&e, HEALTH_TIMEOUT), e)) {
         Some((Probe::Serving { max_model_len }, e)) => {
-            match foreign_listeners(&state, report.pid) {
+            match supervisor::foreign_listeners(&state, report.pid) {
                 Some(pids) => {
                     report.health = format!(
                         "{} answers, but from pid {}, not the server pinstack started: something \
@@ -209,21 +209,6 @@ pub fn status(sup: &Supervision, profiles: &[Profile]) -> Result<Report, StatusE
     report.differences = diffs;
     report.state = Some(state);
     Ok(report)
-}
-
-/// The processes listening on the server's port when none of them is the server pinstack
-/// started (its process, a descendant of it, or a member of its process group): the answers
-/// came from someone else. `None` when the server holds the port, or when nothing can be seen.
-fn foreign_listeners(state: &State, pid: Option<u32>) -> Option<Vec<u32>> {
-    let port: u16 = state.base_url.rsplit_once(':')?.1.parse().ok()?;
-    let listeners = procfs::listeners(port)?;
-    let ours = |l: &u32| {
-        pid.is_some_and(|p| procfs::descends_from(*l, p))
-            || state
-                .pgid
-                .is_some_and(|g| procfs::stat(*l).is_some_and(|s| s.pgrp == g))
-    };
-    (!listeners.is_empty() && !listeners.iter().any(ours)).then_some(listeners)
 }
 
 /// The differences between a running process and a profile's command line and environment.

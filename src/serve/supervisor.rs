@@ -571,6 +571,21 @@ pub fn log_place(state: &State) -> String {
     }
 }
 
+/// The processes listening on the server's port when none of them is the server pinstack
+/// started (its process, a descendant of it, or a member of its process group): the answers
+/// came from someone else. `None` when the server holds the port, or when nothing can be seen.
+pub fn foreign_listeners(state: &State, pid: Option<u32>) -> Option<Vec<u32>> {
+    let port: u16 = state.base_url.rsplit_once(':')?.1.parse().ok()?;
+    let listeners = procfs::listeners(port)?;
+    let ours = |l: &u32| {
+        pid.is_some_and(|p| procfs::descends_from(*l, p))
+            || state
+                .pgid
+                .is_some_and(|g| procfs::stat(*l).is_some_and(|s| s.pgrp == g))
+    };
+    (!listeners.is_empty() && !listeners.iter().any(ours)).then_some(listeners)
+}
+
 /// Whether a flag's value is a secret: a word of its name is `token`, `secret`, `password`,
 /// `passwd` or `credential(s)`, or its last word is `key` (`--api-key`, `--hf-token`). Whole
 /// words only: `--max-num-batched-tokens` counts tokens and is shown.

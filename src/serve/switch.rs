@@ -416,10 +416,21 @@ fn bring_up(
         within,
     });
     let started = Instant::now();
-    let result = ready::wait_ready(&Expect::of(profile), within, &mut || running.check());
+    let result = ready::wait_ready(&Expect::of(profile), within, &mut || running.check()).and_then(
+        |ready| {
+            running.refresh_pid();
+            // The answers must come from this server, not from another process on the port.
+            match supervisor::foreign_listeners(&running.state, running.state.pid) {
+                Some(pids) => Err(ReadyError::Foreign {
+                    url: running.state.base_url.clone(),
+                    pids,
+                }),
+                None => Ok(ready),
+            }
+        },
+    );
     match result {
         Ok(ready) => {
-            running.refresh_pid();
             running.state.ready = Some(ready);
             sup.serve
                 .save(&running.state)
