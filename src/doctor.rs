@@ -355,13 +355,20 @@ fn program_devices(program: &'static str, args: &[&str], shown: &str) -> Check {
         );
     };
     let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
-    // One line names each device (`Device Name: Intel(R) Graphics [0xe223]` from xpu-smi,
-    // `Device #0: ...` from clinfo); xpu-smi's `SOC UUID` line of the same card ends in the
-    // PCI ids (`...e2238086`) and is not a second card.
-    let seen = text
+    // One line names each device: `Device Name: ...` from xpu-smi, `Device #0: ...` from
+    // clinfo, as `Intel(R) Graphics [0xe223]` (a driver that does not know the card's name
+    // yet) or `Intel(R) Arc(TM) Pro B70 Graphics`. xpu-smi's `SOC UUID` line of each card ends
+    // in the PCI ids (`...e2238086`): counted apart, never as a second card.
+    let names = text
         .lines()
-        .filter(|l| l.contains("e223") && (l.contains("device name") || l.contains("device #")))
+        .filter(|l| l.contains("device name") || l.contains("device #"))
+        .filter(|l| l.contains("e223") || l.contains("pro b70"))
         .count();
+    let uuids = text
+        .lines()
+        .filter(|l| l.contains("uuid") && l.trim_end_matches([' ', '|']).ends_with("e2238086"))
+        .count();
+    let seen = names.max(uuids);
     let level = if out.status.success() && seen == CARDS {
         Level::Pass
     } else {

@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -417,9 +418,11 @@ def requirements(path):
     out = []
     for line in open(path):
         line = line.split("#")[0].strip()
-        if line.startswith("-r "):
-            # An included file, relative to the including one (as pip reads it).
-            out += requirements(os.path.join(os.path.dirname(path), line[3:].strip()))
+        if line.startswith("-r ") or line.startswith("-r'"):
+            # An included file, relative to the including one, its name read as pip reads
+            # option lines (shlex).
+            name = shlex.split(line[2:].strip())[0]
+            out += requirements(os.path.join(os.path.dirname(path), name))
         elif line and not line.startswith("-"):
             out.append(line)
     return out

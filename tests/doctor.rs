@@ -349,3 +349,40 @@ fn human_output_lists_every_check_with_its_fix() {
     assert!(text.contains("pass  gpus"), "{text}");
     assert!(text.lines().last().unwrap().contains("checks:"), "{text}");
 }
+
+#[test]
+fn cards_a_driver_names_are_counted_once_each() {
+    // A driver that knows the card prints its name, not its PCI id; xpu-smi's SOC UUID line of
+    // each card still ends in the ids.
+    let h = Host::good();
+    let cards = (0..4)
+        .map(|i| {
+            format!(
+                "echo '| {i} | Device Name: Intel(R) Arc(TM) Pro B70 Graphics |'\n\
+                 echo '|   | SOC UUID: 00000000-0000-000{i}-0000-0000e2238086 |'"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    h.program("bin/xpu-smi", &cards);
+    h.program(
+        "bin/clinfo",
+        &(0..4)
+            .map(|i| format!("echo ' +-- Device #{i}: Intel(R) Arc(TM) Pro B70 Graphics'"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    let (_, checks) = h.doctor(&[]);
+    for id in ["xpu-smi", "clinfo"] {
+        let c = checks.iter().find(|c| c.0 == id).unwrap();
+        assert_eq!(c.1, "pass", "{id}: {}", c.2);
+        assert!(c.2.contains("sees 4 B70"), "{id}: {}", c.2);
+    }
+    // Three cards named, the fourth only by its UUID line: the UUIDs say four.
+    h.program(
+        "bin/xpu-smi",
+        &cards.replacen("Intel(R) Arc(TM) Pro B70 Graphics", "Intel(R) Graphics", 1),
+    );
+    let (_, checks) = h.doctor(&[]);
+    assert_eq!(checks.iter().find(|c| c.0 == "xpu-smi").unwrap().1, "pass");
+}

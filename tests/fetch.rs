@@ -593,3 +593,30 @@ fn a_lock_file_in_a_finished_checkout_is_refused_with_nothing_written() {
     fx.json(&["fetch"], 0);
     assert_eq!(git(&co, &["rev-parse", "HEAD"]), second);
 }
+
+#[test]
+fn a_fetch_killed_after_its_checkout_leaves_no_marker_behind_the_next_one() {
+    // The marker says "pinstack is still making this checkout" and lets a fetch remove lock
+    // files: once the checkout is done, it must go, even when the fetch that made it was killed
+    // just before taking it away.
+    let fx = Fixture::new();
+    let (up, first, second) = two_commits(&fx, "app");
+    fx.pins(&[Pin::new("app", &up, &first)]);
+    fx.pinstack()
+        .env("PINSTACK_FAULT", "fetch-before-marker:1")
+        .arg("fetch")
+        .assert()
+        .failure();
+    let co = fx.checkout("app");
+    assert!(
+        co.join(".git/pinstack-new-checkout").exists(),
+        "killed before it went"
+    );
+    fx.json(&["fetch"], 0);
+    assert!(!co.join(".git/pinstack-new-checkout").exists());
+    // A person's git at work in the finished checkout keeps its lock.
+    std::fs::write(co.join(".git/index.lock"), "").unwrap();
+    fx.pins(&[Pin::new("app", &up, &second)]);
+    fx.stderr(&["fetch"], 1);
+    assert!(co.join(".git/index.lock").exists());
+}

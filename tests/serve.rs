@@ -400,6 +400,14 @@ fn an_api_key_flag_is_refused_and_its_env_is_masked() {
         "{err}"
     );
     assert!(!err.contains("hunter2"), "{err}");
+    // vLLM reads `_` and `-` alike: so does the refusal.
+    let underscored = RECIPE.replace(
+        "    flags:\n      --async-engine: true\n",
+        "    flags:\n      --api_key: sk-hunter2\n",
+    );
+    fx.write("recipe.yaml", underscored);
+    let err = fx.stderr(&["--recipe", "recipe.yaml", "profile", "list"], 2);
+    assert!(err.contains("VLLM_API_KEY"), "{err}");
     let in_env = RECIPE.replace(
         "    flags:\n      --async-engine: true\n",
         "    env: { VLLM_API_KEY: sk-hunter2 }\n",

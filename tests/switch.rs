@@ -273,6 +273,13 @@ impl Lab {
             .1
     }
 
+    /// Rewrites the recipe with one piece of its text replaced (which must be there).
+    fn edit_recipe(&self, from: &str, to: &str) {
+        let text = recipe(self.port, self.port2);
+        assert!(text.contains(from), "{from:?} is not in the recipe");
+        self.fx.write("recipe.yaml", text.replace(from, to));
+    }
+
     /// `install-service` under `prefix` (in the fixture): the unit, launcher, env and args
     /// files systemd would run.
     fn install(&self, prefix: &str) {
@@ -633,11 +640,10 @@ fn status_reports_what_differs_from_the_profile() {
     let lab = Lab::new();
     lab.switch("good", 0);
     // The recipe changes after the switch: the running server no longer matches it.
-    let changed = recipe(lab.port, lab.port2).replace(
+    lab.edit_recipe(
         "  good:\n    status: production\n",
         "  good:\n    status: production\n    env: { EXTRA: '1', SERVE_API_TOKEN: hunter3 }\n    flags:\n      --max-num-seqs: 4\n",
     );
-    lab.fx.write("recipe.yaml", changed);
     let s = lab.status(1);
     assert_eq!(s["running"], true, "{s:#}");
     assert_eq!(s["healthy"], true, "{s:#}");
@@ -853,6 +859,15 @@ fn systemctl_calls(lab: &Lab) -> Vec<String> {
         .collect()
 }
 
+/// The units the fake systemd was asked to start, in order.
+fn units_started(lab: &Lab) -> Vec<String> {
+    systemctl_calls(lab)
+        .iter()
+        .filter_map(|c| c.strip_prefix("start "))
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
 fn systemd_switch_stops_and_starts_the_units_in_order() {
     let lab = Lab::new();
@@ -1063,15 +1078,11 @@ fn a_failed_server_that_cannot_be_stopped_gets_no_rollback_beside_it() {
     let stderr = switch("wrong-len", 3);
     assert!(stderr.contains("could not be stopped"), "{stderr}");
     // The good unit was not started again beside the one still running.
-    let starts: Vec<String> = systemctl_calls(&lab)
-        .into_iter()
-        .filter(|c| c.starts_with("start "))
-        .collect();
     assert_eq!(
-        starts,
+        units_started(&lab),
         [
-            "start pinstack-standin@good.service",
-            "start pinstack-standin@wrong-len.service"
+            "pinstack-standin@good.service",
+            "pinstack-standin@wrong-len.service"
         ]
     );
     assert_eq!(
@@ -1135,11 +1146,10 @@ fn a_profile_changed_since_the_install_is_refused_before_anything_stops() {
         stderr
     };
     switch("good", 0);
-    let edited = recipe(lab.port, lab.port2).replace(
+    lab.edit_recipe(
         "    flags:\n      --max-num-seqs: 2\n",
         "    flags:\n      --max-num-seqs: 3\n",
     );
-    lab.fx.write("recipe.yaml", edited);
     let stderr = switch("other", 2);
     assert!(
         stderr.contains("other.args differs") && stderr.contains("install-service"),
@@ -1165,11 +1175,10 @@ fn a_previous_profile_changed_since_it_started_is_named_before_the_switch() {
     assert!(!quiet.contains("changed in the recipe"), "{quiet}");
     lab.assert_healthy("good");
     // The base environment edited while good serves: good would no longer come up.
-    let edited = recipe(lab.port, lab.port2).replace(
+    lab.edit_recipe(
         "    SERVE_API_TOKEN: hunter2\n",
         "    SERVE_API_TOKEN: hunter2\n    STANDIN_MODE: die-after-start\n",
     );
-    lab.fx.write("recipe.yaml", edited);
     let warned = lab.switch("other", 3);
     assert!(
         warned.contains("profile good changed in the recipe since its server started"),
@@ -1278,4 +1287,64 @@ fn a_server_that_answers_for_the_new_one_is_found_out() {
     );
     decoy.kill().unwrap();
     decoy.wait().unwrap();
+}
+
+/// The recorded server is recognised by its port: a profile whose host changed (127.0.0.1 to
+/// 0.0.0.0) is not refused as if another server held the port.
+#[test]
+fn a_changed_host_on_the_same_port_is_not_another_server() {
+    let lab = Lab::new();
+    lab.switch("good", 0);
+    lab.edit_recipe(
+        "  served_model_name: tiny\n",
+        "  served_model_name: tiny\n  host: 0.0.0.0\n",
+    );
+    lab.switch("good", 0);
+    lab.assert_healthy("good");
+}
+
+/// A unit that fails to start and cannot be stopped either stays recorded: nothing is started
+/// beside it.
+#[test]
+fn a_unit_that_neither_starts_nor_stops_stays_recorded() {
+    let lab = Lab::new();
+    let bin = fake_systemd(&lab);
+    let systemctl = std::fs::read_to_string(bin.join("systemctl")).unwrap();
+    write_script(
+        &bin.join("systemctl"),
+        &systemctl
+            .replacen(
+                "  start)\n",
+                "  start)\n    case \"$2\" in *wrong-len*) exit 1;; esac\n",
+                1,
+            )
+            .replacen(
+                "  stop)\n",
+                "  stop)\n    case \"$2\" in *wrong-len*) exit 1;; esac\n",
+                1,
+            ),
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    lab.install("prefix");
+    assert_eq!(
+        lab.systemd_switch(&path, "good", None).status.code(),
+        Some(0)
+    );
+    let out = lab.systemd_switch(&path, "wrong-len", None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("could not be stopped"), "{stderr}");
+    assert_eq!(lab.state().unwrap()["profile"], "wrong-len");
+    assert_eq!(
+        units_started(&lab),
+        [
+            "pinstack-standin@good.service",
+            "pinstack-standin@wrong-len.service"
+        ]
+    );
+    std::fs::write(bin.join("systemctl"), systemctl).unwrap();
+    assert_eq!(
+        lab.systemd_switch(&path, "good", None).status.code(),
+        Some(0)
+    );
 }

@@ -299,7 +299,9 @@ pub(crate) fn resolve(
                         format!("profile {name}: flag {flag:?} must start with --"),
                     );
                 }
-                if flag == "--api-key" || flag.starts_with("--api-key=") {
+                // vLLM reads `_` and `-` alike in a flag's name.
+                let spelled = flag.replace('_', "-");
+                if spelled == "--api-key" || spelled.starts_with("--api-key=") {
                     return fail(
                         Some(k.referenced),
                         format!(

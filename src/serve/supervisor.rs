@@ -258,9 +258,11 @@ pub fn start(sup: &Supervision, kind: Kind, profile: &Profile) -> Result<Running
             state.unit = Some(unit.clone());
             sup.serve.save(&state)?;
             if let Err(e) = systemctl(&["start", &unit]) {
-                // A unit that failed to start may be waiting to restart: leave it stopped.
-                let _ = run_systemctl(&["stop", &unit]);
-                let _ = sup.serve.clear();
+                // A unit that failed to start may be waiting to restart: leave it stopped. If
+                // it cannot be stopped, it stays recorded, so nothing is started beside it.
+                if run_systemctl(&["stop", &unit]).is_ok_and(|o| o.status.success()) {
+                    let _ = sup.serve.clear();
+                }
                 return Err(e);
             }
             let pid = main_pid(&unit).ok().flatten();

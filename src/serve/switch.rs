@@ -257,9 +257,13 @@ pub fn switch(
     // A server on the profile's address that no state names (a unit enabled by hand, one from
     // before a lost state) would answer the readiness checks for the new one, which would
     // then fail to bind and retry beside it on the same cards.
-    let ours_there = recorded
-        .as_ref()
-        .is_some_and(|old| old.base_url == profile.base_url());
+    // By port: the recorded server on 127.0.0.1 answers a profile that now says 0.0.0.0 too.
+    let ours_there = recorded.as_ref().is_some_and(|old| {
+        old.base_url
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            == Some(profile.port)
+    });
     if !ours_there && listening(&profile.host, profile.port) {
         return Err(SwitchError::PortTaken {
             profile: profile.name.clone(),
@@ -349,7 +353,17 @@ pub fn switch(
 /// (both as recorded: secrets masked).
 fn runs_as_rendered(state: &State, profile: &Profile) -> bool {
     let env = State::masked_env(&profile.env);
-    state.command == supervisor::masked_command(&profile.command())
+    let command = supervisor::masked_command(&profile.command());
+    // A value the record masked matches any (an older pinstack masked more than it does now).
+    let same = |recorded: &str, now: &str| {
+        recorded == now
+            || recorded == "***"
+            || recorded
+                .strip_suffix("=***")
+                .is_some_and(|flag| now.starts_with(&format!("{flag}=")))
+    };
+    state.command.len() == command.len()
+        && state.command.iter().zip(&command).all(|(r, n)| same(r, n))
         && state.env.len() == env.len()
         && state
             .env
@@ -481,5 +495,66 @@ fn bring_up(
             }
             Err(Box::new(error.into()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::{ProfileStatus, Smoke};
+
+    fn profile(batched: &str) -> Profile {
+        Profile {
+            name: "c1".to_owned(),
+            status: ProfileStatus::Production,
+            description: String::new(),
+            source_state: None,
+            vllm: PathBuf::from("/v/bin/vllm"),
+            model: "/m".to_owned(),
+            model_id: "/m".to_owned(),
+            host: "127.0.0.1".to_owned(),
+            port: 18080,
+            max_model_len: 32768,
+            flags: vec!["--max-num-batched-tokens".to_owned(), batched.to_owned()],
+            env: vec![("HF_TOKEN".to_owned(), "t".to_owned())],
+            smoke: Smoke {
+                prompt: String::new(),
+                expect: String::new(),
+                max_tokens: 1,
+            },
+            ready_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn recorded(command: &[&str]) -> State {
+        State {
+            profile: "c1".to_owned(),
+            supervisor: "process".to_owned(),
+            started_at: 0,
+            pid: None,
+            pgid: None,
+            pid_start: None,
+            boot_id: None,
+            unit: None,
+            log: None,
+            base_url: "http://127.0.0.1:18080".to_owned(),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            env: State::masked_env(&[("HF_TOKEN".to_owned(), "t".to_owned())]),
+            ready: None,
+        }
+    }
+
+    #[test]
+    fn a_recorded_server_runs_as_rendered_when_only_masking_differs() {
+        let argv = ["/v/bin/vllm", "serve", "/m", "--max-num-batched-tokens"];
+        // As this pinstack records it, and as an older one did (it masked the count).
+        let now = recorded(&[&argv[..], &["512"]].concat());
+        let older = recorded(&[&argv[..], &["***"]].concat());
+        assert!(runs_as_rendered(&now, &profile("512")));
+        assert!(runs_as_rendered(&older, &profile("512")));
+        // A real change is one.
+        assert!(!runs_as_rendered(&now, &profile("1024")));
+        let shorter = recorded(&argv);
+        assert!(!runs_as_rendered(&shorter, &profile("512")));
     }
 }

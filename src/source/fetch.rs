@@ -54,9 +54,14 @@ pub fn fetch(ws: &Workspace, repo: &Repo) -> Result<FetchReport, SourceError> {
             refuse_other_files(&git_repo, repo, pin)?;
         }
         checkout_pin(&git_repo, repo, pin, fresh)?;
-        crate::fsutil::remove_file_if_present(&made_here).map_err(SourceError::io(&made_here))?;
         fetched = Some(how);
     }
+    // HEAD is at the pin: the checkout is done, and the marker goes (also one a fetch killed
+    // between its checkout and this line left: it must not outlive the checkout, since it lets
+    // a later fetch remove lock files).
+    crate::fault::point("fetch-before-marker", 1);
+    let marker = git_repo.path().join(NEW_CHECKOUT);
+    crate::fsutil::remove_file_if_present(&marker).map_err(SourceError::io(&marker))?;
     let submodules_updated = repo.submodules && update_submodules(&git_repo, repo, &path)?;
     Ok(FetchReport {
         repo: repo.name.clone(),
@@ -200,7 +205,8 @@ fn refuse_locked(r: &Repository, repo: &Repo) -> Result<(), SourceError> {
     Err(SourceError::Refused {
         repo: repo.name.clone(),
         message: format!(
-            "{} exists: another git command is running in the checkout, or one was killed;              nothing was written; when none is running, remove it and run again",
+            "{} exists: another git command is running in the checkout, or one was killed; \
+             nothing was written; when none is running, remove it and run again",
             held.join(" and ")
         ),
     })
