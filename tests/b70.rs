@@ -1240,7 +1240,8 @@ impl B70 {
                 .strip_prefix("step ")
                 .and_then(|s| s.split_once(' '))
                 .and_then(|(id, _)| {
-                    std::fs::read_to_string(self.ws.join(format!("logs/{id}.log"))).ok()
+                    std::fs::read_to_string(self.ws.join(format!("logs/minimax-m27-b70/{id}.log")))
+                        .ok()
                 })
                 .unwrap_or_default();
             panic!(
@@ -1653,7 +1654,8 @@ fn system_packages_are_pinned(b: &B70, first: &Run) {
     ] {
         assert!(lock.lines().any(|l| l == line), "{line} in\n{lock}");
     }
-    let log = std::fs::read_to_string(b.ws.join("logs/system-packages.log")).unwrap();
+    let log =
+        std::fs::read_to_string(b.ws.join("logs/minimax-m27-b70/system-packages.log")).unwrap();
     assert!(
         log.contains("all recorded package versions installed"),
         "{log}"
@@ -1697,7 +1699,7 @@ fn the_model_is_downloaded_at_its_revision_and_verified(b: &B70, second: &Run) {
         env(hf[0], "HF_HOME"),
         b.ws.join("llm-cache/hf").display().to_string()
     );
-    let log = std::fs::read_to_string(b.ws.join("logs/model.log")).unwrap();
+    let log = std::fs::read_to_string(b.ws.join("logs/minimax-m27-b70/model.log")).unwrap();
     assert!(
         log.contains("model verified: 3 LFS files, 12288 bytes"),
         "{log}"
@@ -2077,7 +2079,7 @@ fn runtime_quality_and_smoke_are_asserted(b: &B70, second: &Run) {
         urls.last().map(String::as_str),
         Some("http://127.0.0.1:18080/v1/completions")
     );
-    let log = std::fs::read_to_string(b.ws.join("logs/smoke.log")).unwrap();
+    let log = std::fs::read_to_string(b.ws.join("logs/minimax-m27-b70/smoke.log")).unwrap();
     assert!(log.contains("with max_model_len 32768"), "{log}");
     assert!(log.contains("smoke passed"), "{log}");
     assert!(
@@ -2218,7 +2220,7 @@ fn a_new_vllm_bundle_reruns_only_the_vllm_steps_and_a_large_host_needs_no_swap()
     for tool in ["fallocate", "mkswap", "swapon", "swapoff"] {
         assert!(second.of(tool).is_empty(), "{tool} ran on a large host");
     }
-    let log = std::fs::read_to_string(b.ws.join("logs/build-kernels.log")).unwrap();
+    let log = std::fs::read_to_string(b.ws.join("logs/minimax-m27-b70/build-kernels.log")).unwrap();
     assert!(log.contains("no build swap needed"), "{log}");
     b.assert_no_swap_left();
 
@@ -2282,7 +2284,7 @@ fn a_new_vllm_bundle_reruns_only_the_vllm_steps_and_a_large_host_needs_no_swap()
         "{}",
         shadowed.text()
     );
-    let log = std::fs::read_to_string(b.ws.join("logs/verify.log")).unwrap();
+    let log = std::fs::read_to_string(b.ws.join("logs/minimax-m27-b70/verify.log")).unwrap();
     assert!(
         log.contains("vllm_xpu_kernels is imported from") && log.contains("not the build in"),
         "{log}"
@@ -2307,7 +2309,7 @@ fn a_torch_that_does_not_import_fails_the_python_step() {
         "{}",
         run.text()
     );
-    let log = std::fs::read_to_string(b.ws.join("logs/python.log")).unwrap();
+    let log = std::fs::read_to_string(b.ws.join("logs/minimax-m27-b70/python.log")).unwrap();
     assert!(log.contains("ImportError"), "{log}");
     assert!(run.calls.iter().all(|c| step_of(c) != "oneapi-env"));
     b.assert_token_nowhere();
@@ -2382,7 +2384,8 @@ fn an_installed_driver_newer_than_the_recorded_one_is_not_downgraded_unless_aske
         "{}",
         refused.text()
     );
-    let log = std::fs::read_to_string(b.ws.join("logs/system-packages.log")).unwrap();
+    let log =
+        std::fs::read_to_string(b.ws.join("logs/minimax-m27-b70/system-packages.log")).unwrap();
     assert!(
         log.contains("DOWNGRADED") && log.contains("B70_APT_ALLOW_DOWNGRADES=1"),
         "{log}"

@@ -1706,7 +1706,11 @@ fn hostile_recipes_are_refused_with_a_location() {
 fn a_full_disk_for_a_log_stops_before_the_step_runs() {
     let yaml = recipe("name: full-log", &[step("one", &[], &[])]);
     let t = RecipeTest::new(&yaml);
-    let out = t.run(&["up"], &[("PINSTACK_FAULT_DISK_FULL", "logs/one.log")], 3);
+    let out = t.run(
+        &["up"],
+        &[("PINSTACK_FAULT_DISK_FULL", "logs/full-log/one.log")],
+        3,
+    );
     let err = text(&out.stderr);
     assert!(
         err.contains("one.log") && err.contains("No space left on device"),
@@ -1807,4 +1811,38 @@ fn reset_refuses_while_up_runs() {
     kill("INT", child.id());
     let _ = child.wait_with_output();
     t.run(&["reset", "long"], &[], 0);
+}
+
+/// Two recipes of one workspace may name a step alike: each keeps its own log.
+#[test]
+fn two_recipes_with_a_step_of_the_same_name_keep_their_own_logs() {
+    let t = RecipeTest::new(&recipe(
+        "name: first",
+        &[step("build", &[], &["echo built by the first recipe"])],
+    ));
+    t.write(
+        "second.yaml",
+        &recipe(
+            "name: second",
+            &[step("build", &[], &["echo built by the second recipe"])],
+        ),
+    );
+    let second = |args: &[&str]| {
+        let mut cmd = t.fx.pinstack();
+        cmd.env_remove("PINSTACK_RECIPE")
+            .arg("--workspace")
+            .arg(&t.ws)
+            .args(["--recipe", "second.yaml"])
+            .args(args);
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    t.up(&[], 0);
+    second(&["up"]);
+    let first = text(&t.run(&["logs", "build"], &[], 0).stdout);
+    assert!(first.contains("built by the first recipe"), "{first}");
+    let log = second(&["logs", "build"]);
+    assert!(log.contains("built by the second recipe"), "{log}");
+    assert!(!log.contains("first"), "{log}");
 }

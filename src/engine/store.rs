@@ -106,10 +106,11 @@ impl Store {
                 &crate::bundle::sha256_hex(recipe.as_bytes())[..12]
             )
         };
+        // Logs per recipe too: two recipes of one workspace may name a step alike.
         Store {
-            steps: state.join("steps").join(safe),
+            steps: state.join("steps").join(&safe),
             state,
-            logs: workspace.join("logs"),
+            logs: workspace.join("logs").join(safe),
         }
     }
 
