@@ -1627,7 +1627,9 @@ fn up_apply_and_fetch_exclude_each_other_on_one_workspace() {
     t.fx.write("pins.yaml", "repos: {}\n");
     let child = t.spawn_up(&[]);
     wait_until(|| t.ws_path("started").exists());
-    for args in [vec!["apply"], vec!["fetch"], vec!["up"]] {
+    let prefix = t.fx.path("prefix").display().to_string();
+    let install = vec!["install-service", "--prefix", &prefix, "--user", "nobody"];
+    for args in [vec!["apply"], vec!["fetch"], vec!["up"], install] {
         let out = t.run(&args, &[], 3);
         let err = text(&out.stderr);
         assert!(

@@ -36,6 +36,16 @@ pub fn install_service(
         .or_else(|| globals.pins.exists().then(|| globals.pins.clone()));
     let workspace = std::path::absolute(&recipe.workspace)
         .with_context(|| format!("the workspace {}", recipe.workspace.display()))?;
+    // Not while an `up` rebuilds the venv it hashes, or another install writes the same files
+    // (a workspace no run has used yet is not made for it).
+    let _lock = if workspace.join(".pinstack").is_dir() {
+        Some(crate::lock::acquire(
+            &workspace,
+            "pinstack install-service",
+        )?)
+    } else {
+        None
+    };
     let service = Service {
         recipe: Source::read(&recipe.path)?,
         pins: pins.as_deref().map(Source::read).transpose()?,
