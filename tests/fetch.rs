@@ -620,3 +620,54 @@ fn a_fetch_killed_after_its_checkout_leaves_no_marker_behind_the_next_one() {
     fx.stderr(&["fetch"], 1);
     assert!(co.join(".git/index.lock").exists());
 }
+
+#[test]
+fn a_commit_made_in_a_submodule_is_kept_when_the_pin_moves_it() {
+    let fx = Fixture::new();
+    let lib = fx.upstream("lib");
+    lib.write("lib.h", "int lib;\n");
+    lib.commit("lib");
+    let app = fx.upstream("app");
+    app.write("main.c", "int main;\n");
+    git(
+        &app.path,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            &lib.url(),
+            "deps/lib",
+        ],
+    );
+    let first = app.commit("with submodule");
+    lib.write("lib.h", "int lib2;\n");
+    let lib2 = lib.commit("lib2");
+    git(&app.path.join("deps/lib"), &["fetch", "-q", "origin"]);
+    git(&app.path.join("deps/lib"), &["checkout", "-q", &lib2]);
+    let second = app.commit("lib2");
+    fx.pins(&[Pin::new("app", &app, &first).submodules()]);
+    let fetch = || {
+        fx.pinstack()
+            .args(["fetch"])
+            .envs(ALLOW_FILE_PROTOCOL.iter().copied())
+            .assert()
+            .code(0);
+    };
+    fetch();
+    // A person's commit on the submodule's detached HEAD.
+    let sub = fx.checkout("app").join("deps/lib");
+    std::fs::write(sub.join("mine.h"), "int mine;\n").unwrap();
+    git(&sub, &["add", "mine.h"]);
+    git(&sub, &["commit", "-q", "-m", "mine"]);
+    let mine = git(&sub, &["rev-parse", "HEAD"]);
+    fx.pins(&[Pin::new("app", &app, &second).submodules()]);
+    fetch();
+    assert_eq!(git(&sub, &["rev-parse", "HEAD"]), lib2);
+    assert_eq!(
+        git(&sub, &["rev-parse", &format!("refs/pinstack/kept/{mine}")]),
+        mine,
+        "the person's commit is kept reachable"
+    );
+}

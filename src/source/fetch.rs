@@ -393,6 +393,18 @@ fn update_submodules(r: &Repository, repo: &Repo, path: &Path) -> Result<bool, S
     if current {
         return Ok(false);
     }
+    // A commit a person made in a submodule (on its detached HEAD) is kept reachable before the
+    // update moves that HEAD, as the checkout's own are.
+    for s in &submodules {
+        let (Some(now), Some(want)) = (s.workdir_id(), s.head_id()) else {
+            continue;
+        };
+        if now != want
+            && let Ok(sub) = s.open()
+        {
+            keep_head_reachable(&sub, repo, want)?;
+        }
+    }
     git::run(
         &repo.name,
         path,
