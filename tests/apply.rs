@@ -303,18 +303,7 @@ fn submodules_are_checked_out_and_the_bundle_applies() {
     lib.commit("lib");
     let app = fx.upstream("kernels");
     app.write("setup.py", numbered("setup", 8));
-    git(
-        &app.path,
-        &[
-            "-c",
-            "protocol.file.allow=always",
-            "submodule",
-            "add",
-            "-q",
-            &lib.url(),
-            "third_party/onednn",
-        ],
-    );
+    app.add_submodule(&lib, "third_party/onednn");
     let base = app.commit("with submodule");
     app.write(
         "setup.py",

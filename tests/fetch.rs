@@ -163,18 +163,7 @@ fn submodules_are_fetched_when_asked() {
     let lib_commit = lib.commit("lib");
     let app = fx.upstream("app");
     app.write("main.c", "int main;\n");
-    git(
-        &app.path,
-        &[
-            "-c",
-            "protocol.file.allow=always",
-            "submodule",
-            "add",
-            "-q",
-            &lib.url(),
-            "deps/lib",
-        ],
-    );
+    app.add_submodule(&lib, "deps/lib");
     let base = app.commit("with submodule");
     // A later lib commit is not what the pin records.
     lib.write("lib.h", "int lib2;\n");
@@ -629,18 +618,7 @@ fn a_commit_made_in_a_submodule_is_kept_when_the_pin_moves_it() {
     lib.commit("lib");
     let app = fx.upstream("app");
     app.write("main.c", "int main;\n");
-    git(
-        &app.path,
-        &[
-            "-c",
-            "protocol.file.allow=always",
-            "submodule",
-            "add",
-            "-q",
-            &lib.url(),
-            "deps/lib",
-        ],
-    );
+    app.add_submodule(&lib, "deps/lib");
     let first = app.commit("with submodule");
     lib.write("lib.h", "int lib2;\n");
     let lib2 = lib.commit("lib2");

@@ -138,6 +138,23 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// Adds `other` as a submodule at `path` (staged, not committed).
+    pub fn add_submodule(&self, other: &Upstream, path: &str) -> &Self {
+        git(
+            &self.path,
+            &[
+                "-c",
+                "protocol.file.allow=always",
+                "submodule",
+                "add",
+                "-q",
+                &other.url(),
+                path,
+            ],
+        );
+        self
+    }
+
     /// The URL pins.yaml names (a local path).
     pub fn url(&self) -> String {
         self.path.display().to_string()
