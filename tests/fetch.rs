@@ -616,30 +616,13 @@ fn a_commit_made_in_a_submodule_is_kept_when_the_pin_moves_it() {
     let lib = fx.upstream("lib");
     lib.write("lib.h", "int lib;\n");
     lib.commit("lib");
-    let app = fx.upstream("app");
-    app.write("main.c", "int main;\n");
-    app.add_submodule(&lib, "deps/lib");
-    let first = app.commit("with submodule");
-    lib.write("lib.h", "int lib2;\n");
-    let lib2 = lib.commit("lib2");
-    git(&app.path.join("deps/lib"), &["fetch", "-q", "origin"]);
-    git(&app.path.join("deps/lib"), &["checkout", "-q", &lib2]);
-    let second = app.commit("lib2");
+    let (app, first, lib2, second) = pins_moving_a_submodule(&fx, &lib);
     fx.pins(&[Pin::new("app", &app, &first).submodules()]);
-    let fetch = || {
-        fx.pinstack()
-            .args(["fetch"])
-            .envs(ALLOW_FILE_PROTOCOL.iter().copied())
-            .assert()
-            .code(0);
-    };
+    let fetch = || fetch_allowing_file_urls(&fx);
     fetch();
     // A person's commit on the submodule's detached HEAD.
     let sub = fx.checkout("app").join("deps/lib");
-    std::fs::write(sub.join("mine.h"), "int mine;\n").unwrap();
-    git(&sub, &["add", "mine.h"]);
-    git(&sub, &["commit", "-q", "-m", "mine"]);
-    let mine = git(&sub, &["rev-parse", "HEAD"]);
+    let mine = commit_of_ones_own(&sub);
     fx.pins(&[Pin::new("app", &app, &second).submodules()]);
     fetch();
     assert_eq!(git(&sub, &["rev-parse", "HEAD"]), lib2);
@@ -648,4 +631,71 @@ fn a_commit_made_in_a_submodule_is_kept_when_the_pin_moves_it() {
         mine,
         "the person's commit is kept reachable"
     );
+}
+
+#[test]
+fn a_commit_made_in_a_nested_submodule_is_kept_too() {
+    let fx = Fixture::new();
+    let inner = fx.upstream("inner");
+    inner.write("inner.h", "int inner;\n");
+    inner.commit("inner");
+    let lib = fx.upstream("lib");
+    lib.write("lib.h", "int lib;\n");
+    lib.add_submodule(&inner, "deps/inner");
+    lib.commit("lib with inner");
+    // The next pin moves lib (and so, recursively, what inner is at).
+    let (app, first, _, second) = pins_moving_a_submodule(&fx, &lib);
+    fx.pins(&[Pin::new("app", &app, &first).submodules()]);
+    let fetch = || fetch_allowing_file_urls(&fx);
+    fetch();
+    // A person's commit two levels down.
+    let nested = fx.checkout("app").join("deps/lib/deps/inner");
+    let mine = commit_of_ones_own(&nested);
+    fx.pins(&[Pin::new("app", &app, &second).submodules()]);
+    fetch();
+    assert_ne!(
+        git(&nested, &["rev-parse", "HEAD"]),
+        mine,
+        "the update moved it"
+    );
+    assert_eq!(
+        git(
+            &nested,
+            &["rev-parse", &format!("refs/pinstack/kept/{mine}")]
+        ),
+        mine
+    );
+}
+
+/// `pinstack fetch` with file:// submodule URLs allowed, asserting success.
+fn fetch_allowing_file_urls(fx: &Fixture) {
+    fx.pinstack()
+        .args(["fetch"])
+        .envs(ALLOW_FILE_PROTOCOL.iter().copied())
+        .assert()
+        .code(0);
+}
+
+/// A person's commit on the detached HEAD of the repository at `dir`; returns its id.
+fn commit_of_ones_own(dir: &std::path::Path) -> String {
+    std::fs::write(dir.join("mine.h"), "int mine;\n").unwrap();
+    git(dir, &["add", "mine.h"]);
+    git(dir, &["commit", "-q", "-m", "mine"]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+/// An upstream `app` with `lib` as the submodule `deps/lib`, and its two pins: `lib` at its
+/// commit, then at a new one. Returns (app, first pin, lib's new commit, second pin).
+fn pins_moving_a_submodule(fx: &Fixture, lib: &Upstream) -> (Upstream, String, String, String) {
+    let app = fx.upstream("app");
+    app.write("main.c", "int main;\n");
+    app.add_submodule(lib, "deps/lib");
+    let first = app.commit("with submodule");
+    lib.write("lib.h", "int lib2;\n");
+    let lib2 = lib.commit("lib2");
+    let sub = app.path.join("deps/lib");
+    git(&sub, &["fetch", "-q", "origin"]);
+    git(&sub, &["checkout", "-q", &lib2]);
+    let second = app.commit("lib2");
+    (app, first, lib2, second)
 }

@@ -18,7 +18,7 @@ use crate::harness::Fixture;
 /// It exits by itself when `STANDIN_WATCH` disappears (the test's folder) or after five minutes,
 /// so no test can leave a server behind.
 const STANDIN: &str = r#"
-import json, os, signal, sys, threading, time
+import json, os, signal, socket, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HELP = """usage: vllm serve [model_tag] [options]
@@ -111,7 +111,14 @@ def main():
             self.answer(200, {"object": "text_completion", "model": served,
                               "choices": [{"index": 0, "text": " 42", "finish_reason": "stop"}]})
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    class Server(ThreadingHTTPServer):
+        def server_bind(self):
+            if os.environ.get("STANDIN_REUSEPORT"):
+                # As vLLM binds: a second server of the same user may bind the same port.
+                self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            super().server_bind()
+
+    server = Server((host, port), Handler)
     server.daemon_threads = True
     print(f"standin: serving {served} with max_model_len {reported} on {host}:{port}", flush=True)
     try:
@@ -338,6 +345,7 @@ impl Lab {
             .args(["serve", "/models/tiny"])
             .args(args)
             .env_clear()
+            .env("STANDIN_REUSEPORT", "1")
             .env("STANDIN_WATCH", self.fx.root())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -1236,7 +1244,7 @@ fn status_is_not_fooled_by_another_server_on_the_port() {
     assert_eq!(v["healthy"], false, "{v:#}");
     let health = v["health"].as_str().unwrap();
     assert!(
-        health.contains(&format!("from pid {}", decoy.id())) && health.contains("not the server"),
+        health.contains(&format!("pid {}", decoy.id())) && health.contains("not the server"),
         "{health}"
     );
     decoy.kill().unwrap();
@@ -1303,29 +1311,32 @@ fn a_changed_host_on_the_same_port_is_not_another_server() {
     lab.assert_healthy("good");
 }
 
-/// A unit that fails to start and cannot be stopped either stays recorded: nothing is started
-/// beside it.
+/// A unit that failed to start but may still come up (it is up, restarting, and cannot be
+/// stopped) stays recorded: nothing is started beside it. One that is down after all is
+/// forgotten, and the previous profile comes back.
 #[test]
-fn a_unit_that_neither_starts_nor_stops_stays_recorded() {
+fn a_unit_that_fails_to_start_is_kept_only_while_it_may_come_up() {
     let lab = Lab::new();
     let bin = fake_systemd(&lab);
     let systemctl = std::fs::read_to_string(bin.join("systemctl")).unwrap();
-    write_script(
-        &bin.join("systemctl"),
-        &systemctl
-            .replacen(
-                "  start)\n",
-                "  start)\n    case \"$2\" in *wrong-len*) exit 1;; esac\n",
-                1,
-            )
-            .replacen(
-                "  stop)\n",
-                "  stop)\n    case \"$2\" in *wrong-len*) exit 1;; esac\n",
-                1,
-            ),
-    );
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     lab.install("prefix");
+    let stop_fails = |s: &str| {
+        s.replacen(
+            "  stop)\n",
+            "  stop)\n    case \"$2\" in *wrong-len*) exit 1;; esac\n",
+            1,
+        )
+    };
+    // Started, then reported failed (a unit in its restart loop), and it cannot be stopped.
+    write_script(
+        &bin.join("systemctl"),
+        &stop_fails(&systemctl).replacen(
+            "    echo $! > \"$d/units/$2.pid\" ;;\n",
+            "    echo $! > \"$d/units/$2.pid\"\n    case \"$2\" in *wrong-len*) exit 1;; esac ;;\n",
+            1,
+        ),
+    );
     assert_eq!(
         lab.systemd_switch(&path, "good", None).status.code(),
         Some(0)
@@ -1342,9 +1353,121 @@ fn a_unit_that_neither_starts_nor_stops_stays_recorded() {
             "pinstack-standin@wrong-len.service"
         ]
     );
-    std::fs::write(bin.join("systemctl"), systemctl).unwrap();
+    std::fs::write(bin.join("systemctl"), &systemctl).unwrap();
     assert_eq!(
         lab.systemd_switch(&path, "good", None).status.code(),
         Some(0)
     );
+
+    // Refused at once (never up), and the stop refused too (no right to manage units, say):
+    // nothing can come up, so it is forgotten and good is started again.
+    write_script(
+        &bin.join("systemctl"),
+        &stop_fails(&systemctl).replacen(
+            "  start)\n",
+            "  start)\n    case \"$2\" in *wrong-len*) exit 1;; esac\n",
+            1,
+        ),
+    );
+    let out = lab.systemd_switch(&path, "wrong-len", None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("rolled back to good"), "{stderr}");
+    let state = lab.state().unwrap();
+    assert_eq!(state["profile"], "good");
+    assert!(!state["ready"].is_null(), "{state:#}");
+    std::fs::write(bin.join("systemctl"), &systemctl).unwrap();
+}
+
+/// vLLM binds with SO_REUSEPORT: a second server of the same user can listen on the same port
+/// beside pinstack's and take part of its connections. status says so, and is not healthy.
+#[test]
+fn a_second_server_sharing_the_port_makes_status_unhealthy() {
+    let lab = Lab::new();
+    lab.edit_recipe(
+        "    SERVE_API_TOKEN: hunter2\n",
+        "    SERVE_API_TOKEN: hunter2\n    STANDIN_REUSEPORT: '1'\n",
+    );
+    lab.switch("good", 0);
+    lab.assert_healthy("good");
+    // Bound beside it: connecting says nothing new, so wait for a second listening socket.
+    let port = lab.port.to_string();
+    let vllm = lab.fx.path("workspace/venv/bin/vllm");
+    let args = [
+        "--served-model-name",
+        "tiny",
+        "--port",
+        &port,
+        "--max-model-len",
+        "4096",
+    ];
+    let mut decoy = lab.decoy(&vllm, &args);
+    let listening = |port: u16| {
+        ["/proc/net/tcp", "/proc/net/tcp6"]
+            .iter()
+            .filter_map(|t| std::fs::read_to_string(t).ok())
+            .map(|t| {
+                t.lines()
+                    .filter(|l| {
+                        let f: Vec<&str> = l.split_whitespace().collect();
+                        f.len() > 3 && f[3] == "0A" && f[1].ends_with(&format!(":{port:04X}"))
+                    })
+                    .count()
+            })
+            .sum::<usize>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while listening(lab.port) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the decoy never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let v = lab.status(1);
+    assert_eq!(v["healthy"], false, "{v:#}");
+    let health = v["health"].as_str().unwrap();
+    assert!(health.contains(&format!("pid {}", decoy.id())), "{health}");
+    decoy.kill().unwrap();
+    decoy.wait().unwrap();
+    lab.assert_healthy("good");
+}
+
+/// A record whose server is gone, and another server on its port: after the stop, the port
+/// still answers, and nothing is started beside that server.
+#[test]
+fn a_port_still_answering_after_the_recorded_server_stopped_is_refused() {
+    let lab = Lab::new();
+    lab.switch("good", 0);
+    // The recorded server dies outside pinstack, and another takes its port.
+    let pid = lab.pid();
+    rustix_kill_group(pid);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", lab.port)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never went"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut decoy = lab.decoy_on_the_port();
+    let stderr = lab.switch("good", 3);
+    assert!(
+        stderr.contains("still answers after the recorded server"),
+        "{stderr}"
+    );
+    assert!(
+        decoy.try_wait().unwrap().is_none(),
+        "the other server is untouched"
+    );
+    decoy.kill().unwrap();
+    decoy.wait().unwrap();
+}
+
+/// SIGKILL to a process group, as a crash would end it.
+fn rustix_kill_group(pgid: u64) {
+    let status = StdCommand::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }

@@ -520,8 +520,10 @@ fn args_file(layout: &Layout, service: &Service<'_>, p: &Profile) -> Result<Stri
 
 /// Whether the installed env and args files of `p` say what the recipe renders now: what a unit
 /// would run, against what the recipe says (the comment lines at the top, which name the
-/// recipe's hash, aside). `Err` says which file is missing or differs.
-pub fn installed_matches(layout: &Layout, p: &Profile) -> Result<(), String> {
+/// recipe's hash, aside). `Err` says which file is missing or differs; `Ok` lists the files this
+/// user may not read (a 0600 env file of root's), which could not be compared.
+pub fn installed_matches(layout: &Layout, p: &Profile) -> Result<Vec<PathBuf>, String> {
+    let mut unread = Vec::new();
     let expected_env: String = p
         .env
         .iter()
@@ -537,7 +539,10 @@ pub fn installed_matches(layout: &Layout, p: &Profile) -> Result<(), String> {
             Ok(text) => text,
             // A 0600 env file of root's, read by a user systemd lets start units: not stale,
             // only closed to this user; systemd reads it.
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                unread.push(path);
+                continue;
+            }
             Err(e) => return Err(format!("{} cannot be read ({e})", path.display())),
         };
         let body: String = text
@@ -548,7 +553,7 @@ pub fn installed_matches(layout: &Layout, p: &Profile) -> Result<(), String> {
             return Err(format!("{} differs from the recipe", path.display()));
         }
     }
-    Ok(())
+    Ok(unread)
 }
 
 /// A file of the venv or a native library, as recorded.

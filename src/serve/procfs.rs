@@ -79,11 +79,11 @@ pub fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// The processes holding a socket that listens on TCP `port` (IPv4 or IPv6), as far as this
-/// user may look (`/proc/<pid>/fd` of another user's process is closed to a non-root caller);
-/// `None` when `/proc/net` cannot be read.
-pub fn listeners(port: u16) -> Option<Vec<u32>> {
-    let mut inodes = std::collections::HashSet::new();
+/// The sockets listening on TCP `port` (IPv4 and IPv6), each with the processes holding it,
+/// as far as this user may look (`/proc/<pid>/fd` of another user's process is closed to a
+/// non-root caller: such a socket has no holder listed). `None` when `/proc/net` cannot be read.
+pub fn listeners(port: u16) -> Option<Vec<(u64, Vec<u32>)>> {
+    let mut inodes = Vec::new();
     let mut read_any = false;
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
@@ -95,31 +95,33 @@ pub fn listeners(port: u16) -> Option<Vec<u32>> {
     if !read_any {
         return None;
     }
-    if inodes.is_empty() {
-        return Some(Vec::new());
+    let mut sockets: Vec<(u64, Vec<u32>)> = inodes.into_iter().map(|i| (i, Vec::new())).collect();
+    if sockets.is_empty() {
+        return Some(sockets);
     }
     let pids = std::fs::read_dir("/proc").ok()?;
-    let holds = |pid: u32| -> bool {
-        std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .map(|fds| {
-                fds.flatten().any(|fd| {
-                    std::fs::read_link(fd.path()).is_ok_and(|target| {
-                        target
-                            .to_str()
-                            .and_then(|t| t.strip_prefix("socket:["))
-                            .and_then(|t| t.strip_suffix(']'))
-                            .and_then(|n| n.parse::<u64>().ok())
-                            .is_some_and(|inode| inodes.contains(&inode))
-                    })
-                })
-            })
-            .unwrap_or(false)
-    };
-    Some(
-        pids.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| holds(*pid))
-            .collect(),
-    )
+    for pid in pids.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let inode = std::fs::read_link(fd.path()).ok().and_then(|target| {
+                target
+                    .to_str()?
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .parse::<u64>()
+                    .ok()
+            });
+            if let Some((_, holders)) =
+                inode.and_then(|n| sockets.iter_mut().find(|(i, _)| *i == n))
+                && !holders.contains(&pid)
+            {
+                holders.push(pid);
+            }
+        }
+    }
+    Some(sockets)
 }
 
 /// The inodes of the sockets a `/proc/net/tcp` table lists as listening on `port`.

@@ -88,9 +88,9 @@ pub enum ReadyError {
     #[error("the smoke completion failed: {detail}")]
     Smoke { detail: String },
     #[error(
-        "{url} answered, but from pid {}, not the server just started: something else holds \
-         the port",
-        pids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+        "{url} answered, but {} listens there too, not the server just started: its answers \
+         cannot be told from the server's",
+        crate::serve::supervisor::describe_listeners(pids)
     )]
     Foreign { url: String, pids: Vec<u32> },
 }

@@ -149,16 +149,13 @@ pub fn status(sup: &Supervision, profiles: &[Profile]) -> Result<Report, StatusE
     };
     match expect.map(|e| (ready::probe(&e, HEALTH_TIMEOUT), e)) {
         Some((Probe::Serving { max_model_len }, e)) => {
-            match supervisor::foreign_listeners(&state, report.pid) {
+            match supervisor::foreign_listeners(&state, report.pid, &e.base_url) {
                 Some(pids) => {
                     report.health = format!(
-                        "{} answers, but from pid {}, not the server pinstack started: something \
-                     else holds the port",
+                        "{} answers, but {} listens there too, not the server pinstack \
+                         started: its answers cannot be told from the server's",
                         e.base_url,
-                        pids.iter()
-                            .map(u32::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        supervisor::describe_listeners(&pids)
                     );
                 }
                 None => {

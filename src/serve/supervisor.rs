@@ -258,9 +258,12 @@ pub fn start(sup: &Supervision, kind: Kind, profile: &Profile) -> Result<Running
             state.unit = Some(unit.clone());
             sup.serve.save(&state)?;
             if let Err(e) = systemctl(&["start", &unit]) {
-                // A unit that failed to start may be waiting to restart: leave it stopped. If
-                // it cannot be stopped, it stays recorded, so nothing is started beside it.
-                if run_systemctl(&["stop", &unit]).is_ok_and(|o| o.status.success()) {
+                // A unit that failed to start may be waiting to restart: leave it stopped. One
+                // that is down after all (never came up, or stopped) is forgotten; one that may
+                // still come up (the stop failed, and systemd says it is up, or cannot say)
+                // stays recorded, so nothing is started beside it.
+                let stopped = run_systemctl(&["stop", &unit]).is_ok_and(|o| o.status.success());
+                if stopped || unit_active(&unit).is_ok_and(|a| !is_up(&a)) {
                     let _ = sup.serve.clear();
                 }
                 return Err(e);
@@ -573,19 +576,48 @@ pub fn log_place(state: &State) -> String {
     }
 }
 
-/// The processes listening on the server's port when none of them is the server pinstack
-/// started (its process, a descendant of it, or a member of its process group): the answers
-/// came from someone else. `None` when the server holds the port, or when nothing can be seen.
-pub fn foreign_listeners(state: &State, pid: Option<u32>) -> Option<Vec<u32>> {
-    let port: u16 = state.base_url.rsplit_once(':')?.1.parse().ok()?;
-    let listeners = procfs::listeners(port)?;
+/// Who else listens on the port of `base_url`, beside the server a state records (its process,
+/// a descendant of it, or a member of its process group): the processes holding a listening
+/// socket there that is not the server's. vLLM binds with `SO_REUSEPORT`, so a second server
+/// on the same port shares its connections: every listening socket must be the server's. A
+/// socket whose holder this user cannot see counts as another's once the server's own are
+/// seen (its pid is then 0 in the list). `None` when only the server listens, or when no
+/// holder at all can be seen (another user's processes, to a non-root caller).
+pub fn foreign_listeners(state: &State, pid: Option<u32>, base_url: &str) -> Option<Vec<u32>> {
+    let port: u16 = base_url.rsplit_once(':')?.1.parse().ok()?;
+    let sockets = procfs::listeners(port)?;
+    if sockets.iter().all(|(_, holders)| holders.is_empty()) {
+        return None;
+    }
     let ours = |l: &u32| {
         pid.is_some_and(|p| procfs::descends_from(*l, p))
             || state
                 .pgid
                 .is_some_and(|g| procfs::stat(*l).is_some_and(|s| s.pgrp == g))
     };
-    (!listeners.is_empty() && !listeners.iter().any(ours)).then_some(listeners)
+    let mut others: Vec<u32> = Vec::new();
+    for (_, holders) in &sockets {
+        if holders.iter().any(ours) {
+            continue;
+        }
+        if holders.is_empty() {
+            others.push(0);
+        }
+        others.extend(holders.iter().copied());
+    }
+    others.dedup();
+    (!others.is_empty()).then_some(others)
+}
+
+/// [`foreign_listeners`]' list in words: `pid 4242, a process this user cannot see`.
+pub fn describe_listeners(pids: &[u32]) -> String {
+    pids.iter()
+        .map(|p| match p {
+            0 => "a process this user cannot see".to_owned(),
+            p => format!("pid {p}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Whether a flag's value is a secret: a word of its name is `token`, `secret`, `password`,

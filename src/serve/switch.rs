@@ -158,6 +158,17 @@ pub enum SwitchError {
         port: u16,
     },
     #[error(
+        "{host}:{port} still answers after the recorded server {} was stopped: another server \
+         holds the port; {profile} was not started: stop what listens there, then switch again",
+        stopped.as_deref().map_or("(not running)".to_owned(), |s| format!("({s})"))
+    )]
+    PortStillTaken {
+        profile: String,
+        host: String,
+        port: u16,
+        stopped: Option<String>,
+    },
+    #[error(
         "switch to {profile} failed: {failure}; AND THE ROLLBACK FAILED: {previous} is not \
          healthy again: {rollback}; see `pinstack status`"
     )]
@@ -183,6 +194,7 @@ impl SwitchError {
             | SwitchError::Stop { .. }
             | SwitchError::StillRunning { .. }
             | SwitchError::PortTaken { .. }
+            | SwitchError::PortStillTaken { .. }
             | SwitchError::RollbackFailed { .. } => ExitStatus::Failed,
             SwitchError::NothingServing { failure, .. }
             | SwitchError::RolledBack { failure, .. } => failure.status(),
@@ -232,13 +244,20 @@ pub fn switch(
                 prefix: sup.prefix.clone(),
             }
         })?;
-        super::install::installed_matches(&layout, profile).map_err(|detail| {
+        let unread = super::install::installed_matches(&layout, profile).map_err(|detail| {
             SwitchError::StaleInstall {
                 name: profile.name.clone(),
                 detail,
                 prefix: sup.prefix.clone(),
             }
         })?;
+        for path in unread {
+            on(SwitchEvent::Warning(format!(
+                "{} is closed to this user: not compared with the recipe (the unit runs it as \
+                 installed)",
+                path.display()
+            )));
+        }
     }
     let unknown = super::unknown_flags(profile).map_err(|detail| SwitchError::FlagCheck {
         name: profile.name.clone(),
@@ -301,6 +320,16 @@ pub fn switch(
         // Only a server that was running is brought back.
         if how != Stopped::WasNotRunning {
             previous = Some(old);
+        }
+        // The recorded server is gone; something still answering there is another's (the
+        // record was stale, or a server was started by hand beside it).
+        if ours_there && listening(&profile.host, profile.port) {
+            return Err(SwitchError::PortStillTaken {
+                profile: profile.name.clone(),
+                host: profile.host.clone(),
+                port: profile.port,
+                stopped: previous.map(|old| old.profile),
+            });
         }
     }
 
@@ -434,7 +463,8 @@ fn bring_up(
         |ready| {
             running.refresh_pid();
             // The answers must come from this server, not from another process on the port.
-            match supervisor::foreign_listeners(&running.state, running.state.pid) {
+            let url = running.state.base_url.clone();
+            match supervisor::foreign_listeners(&running.state, running.state.pid, &url) {
                 Some(pids) => Err(ReadyError::Foreign {
                     url: running.state.base_url.clone(),
                     pids,

@@ -61,7 +61,10 @@ pub fn fetch(ws: &Workspace, repo: &Repo) -> Result<FetchReport, SourceError> {
     // a later fetch remove lock files).
     crate::fault::point("fetch-before-marker", 1);
     let marker = git_repo.path().join(NEW_CHECKOUT);
-    crate::fsutil::remove_file_if_present(&marker).map_err(SourceError::io(&marker))?;
+    // Only when there: a checkout at its pin on a read-only mount is never written.
+    if marker.exists() {
+        crate::fsutil::remove_file_if_present(&marker).map_err(SourceError::io(&marker))?;
+    }
     let submodules_updated = repo.submodules && update_submodules(&git_repo, repo, &path)?;
     Ok(FetchReport {
         repo: repo.name.clone(),
@@ -382,6 +385,29 @@ fn keep_head_reachable(r: &Repository, repo: &Repo, pin: Oid) -> Result<(), Sour
     Ok(())
 }
 
+/// [`keep_head_reachable`] in every submodule whose HEAD is not the commit recorded for it,
+/// and in theirs, at any depth.
+fn keep_submodule_heads(
+    submodules: &[git2::Submodule<'_>],
+    repo: &Repo,
+) -> Result<(), SourceError> {
+    for s in submodules {
+        let Ok(sub) = s.open() else {
+            continue;
+        };
+        if let (Some(now), Some(want)) = (s.workdir_id(), s.head_id())
+            && now != want
+        {
+            keep_head_reachable(&sub, repo, want)?;
+        }
+        let nested = sub
+            .submodules()
+            .map_err(local(&repo.name, "reading submodules"))?;
+        keep_submodule_heads(&nested, repo)?;
+    }
+    Ok(())
+}
+
 /// Initialises and updates submodules when any is missing or not at its recorded commit.
 fn update_submodules(r: &Repository, repo: &Repo, path: &Path) -> Result<bool, SourceError> {
     let submodules = r
@@ -393,18 +419,9 @@ fn update_submodules(r: &Repository, repo: &Repo, path: &Path) -> Result<bool, S
     if current {
         return Ok(false);
     }
-    // A commit a person made in a submodule (on its detached HEAD) is kept reachable before the
-    // update moves that HEAD, as the checkout's own are.
-    for s in &submodules {
-        let (Some(now), Some(want)) = (s.workdir_id(), s.head_id()) else {
-            continue;
-        };
-        if now != want
-            && let Ok(sub) = s.open()
-        {
-            keep_head_reachable(&sub, repo, want)?;
-        }
-    }
+    // A commit a person made in a submodule (on its detached HEAD), at any depth, is kept
+    // reachable before the recursive update moves that HEAD, as the checkout's own are.
+    keep_submodule_heads(&submodules, repo)?;
     git::run(
         &repo.name,
         path,
