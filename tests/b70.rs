@@ -743,9 +743,19 @@ keys = ["MODEL", "PUBLISH_ROOT", "OUTDIR", "LABEL", "TP", "MAX_MODEL_LEN", "MAX_
         "COMPILATION_CONFIG_JSON", "RUN_REPEAT_ARITHMETIC_QUALITY", "RUN_EXTENDED_QUALITY",
         "BENCH_REPEATS", "REPEAT_ARITHMETIC_RUNS", "CACHE_ROOT", "VLLM_XPU_ENABLE_XPU_GRAPH",
         "FI_TCP_IFACE", "ZE_AFFINITY_MASK", "PYTHONPATH", "LD_LIBRARY_PATH"]
+# The identity record: where the patched modules were imported from (the patched tree next on
+# PYTHONPATH, or site-packages when B70_GATE=site-packages).
+tree = os.environ["PYTHONPATH"].split(":")[1]
+if os.environ.get("B70_GATE") == "site-packages":
+    tree = os.path.join(os.environ["MODEL"], "../../venv/lib/python3.12/site-packages")
 summary = {
     "label": os.environ["LABEL"],
     "status": "quality_passed",
+    "runtime_vllm": {"modules": [
+        {"module": "vllm.envs", "path": os.path.join(tree, "vllm/envs.py"), "sha256": "x"},
+        {"module": "vllm.model_executor.models.minimax_m2",
+         "path": os.path.join(tree, "vllm/model_executor/models/minimax_m2.py")},
+    ]},
     "quality_policy": {
         "raw145_n64": {"expected_token_sha256": "267cbf30208d84929ee79284ac695467f7e80597bf8694130e1e1f8b180eb5bd"},
         "raw145_n256": {"expected_token_sha256": "58f6e8251c7a0a17e8c441278b5861f7d5da914fa1823ecd10484b296f2d7537"},
@@ -2272,6 +2282,15 @@ fn a_new_vllm_bundle_reruns_only_the_vllm_steps_and_a_large_host_needs_no_swap()
         quiet.text().contains("the gate wrote no new summary"),
         "{}",
         quiet.text()
+    );
+    // A gate that passed with vLLM imported from site-packages (as the lab's promoted run did)
+    // did not test the patched tree: it fails.
+    let elsewhere = b.up_with("b", &[("B70_GATE", "site-packages")], 3);
+    assert_eq!(elsewhere.started(), strings(&["quality-gate"]));
+    let log = std::fs::read_to_string(b.ws.join("logs/minimax-m27-b70/quality-gate.log")).unwrap();
+    assert!(
+        log.contains("vLLM was imported from outside the patched tree"),
+        "{log}"
     );
 
     // A bundle whose XPU requirements pull the prebuilt kernels wheel over the source build is

@@ -47,8 +47,8 @@ if [ -z "$summary" ]; then
   echo "quality gate: the gate wrote no new summary under $OUTDIR" >&2
   exit 1
 fi
-python3 - "$summary" <<'PY'
-import json, sys
+python3 - "$summary" "$src/vllm" <<'PY'
+import json, os, sys
 s = json.load(open(sys.argv[1]))
 want = {
     "raw145_n64": "267cbf30208d84929ee79284ac695467f7e80597bf8694130e1e1f8b180eb5bd",
@@ -60,5 +60,24 @@ text = json.dumps(s.get("quality_policy", {}))
 missing = [k for k, h in want.items() if h not in text]
 if missing:
     sys.exit(f"quality gate: expected token hashes missing from the policy: {missing}")
+# The run must have imported vLLM from the patched tree (the lab's promoted run imported it from
+# site-packages): every module path the gate's identity record holds lies under it.
+tree = os.path.realpath(sys.argv[2])
+paths = []
+def walk(v):
+    if isinstance(v, dict):
+        for x in v.values():
+            walk(x)
+    elif isinstance(v, list):
+        for x in v:
+            walk(x)
+    elif isinstance(v, str) and v.endswith(".py") and os.sep in v:
+        paths.append(v)
+walk(s.get("runtime_vllm"))
+if not paths:
+    sys.exit(f"quality gate: {sys.argv[1]} records no vLLM module paths (runtime_vllm)")
+outside = [p for p in paths if not os.path.realpath(p).startswith(tree + os.sep)]
+if outside:
+    sys.exit(f"quality gate: vLLM was imported from outside the patched tree {tree}: {outside[:3]}")
 print(f"quality passed: {sys.argv[1]}")
 PY
