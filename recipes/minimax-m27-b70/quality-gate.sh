@@ -75,7 +75,10 @@ def walk(v):
         paths.append(v)
 walk(s.get("runtime_vllm"))
 if not paths:
-    sys.exit(f"quality gate: {sys.argv[1]} records no vLLM module paths (runtime_vllm)")
+    # A gate version whose record holds no module paths cannot be judged here: said, not
+    # failed (its own identity check ran).
+    print(f"warning: {sys.argv[1]} records no vLLM module paths (runtime_vllm): where vLLM was "
+          "imported from is not checked", file=sys.stderr)
 outside = [p for p in paths if not os.path.realpath(p).startswith(tree + os.sep)]
 if outside:
     sys.exit(f"quality gate: vLLM was imported from outside the patched tree {tree}: {outside[:3]}")
