@@ -58,6 +58,8 @@ pub const DISK_BUDGET_NO_SWAP_GB: u64 = DISK_BUDGET_GB - 160;
 /// Memory plus swap the native build needs: one compiler process of vllm-xpu-kernels passes
 /// 120 GB of resident memory.
 pub const BUILD_MEMORY_GIB: u64 = 128;
+/// The memory the stack states as its minimum (GB, 10^9 bytes).
+pub const MIN_MEMORY_GB: u64 = 16;
 /// The oneAPI compiler the SYCL builds need (2026.0 breaks them).
 pub const ONEAPI_DIR: &str = "opt/intel/oneapi/compiler/2025.3";
 
@@ -435,6 +437,20 @@ fn memory(root: &Path) -> Check {
     };
     let (mem, swap) = (kb("MemTotal:"), kb("SwapTotal:"));
     let total_gib = (mem + swap) / (1024 * 1024);
+    // Below the stack's stated minimum no swap file makes up for it.
+    // (A 16 GB machine reports a little less: the firmware and the kernel keep some; a tenth is
+    // allowed for that.)
+    if mem < MIN_MEMORY_GB * 1_000_000_000 / 1024 * 9 / 10 {
+        return check(
+            "memory",
+            Level::Fail,
+            format!(
+                "{} GiB memory; the stack needs at least {MIN_MEMORY_GB} GB",
+                mem / (1024 * 1024)
+            ),
+            Some("use a host with at least 16 GB of memory"),
+        );
+    }
     let level = if total_gib >= BUILD_MEMORY_GIB {
         Level::Pass
     } else {

@@ -275,6 +275,17 @@ fn each_check_fails_or_warns_with_a_fix() {
             "warn",
         ),
         (
+            // Below the stated minimum, swap does not count.
+            "memory",
+            Box::new(|h| {
+                h.write(
+                    "root/proc/meminfo",
+                    "MemTotal: 8000000 kB\nSwapTotal: 200000000 kB\n",
+                )
+            }),
+            "fail",
+        ),
+        (
             "oneapi",
             Box::new(|h| h.remove("root/opt/intel/oneapi/compiler/2025.3")),
             "warn",
