@@ -1172,27 +1172,39 @@ fn a_profile_changed_since_the_install_is_refused_before_anything_stops() {
     switch("other", 0);
 }
 
-/// A rollback starts the previous profile as the recipe says now; when that is not what ran,
-/// the switch says so before it stops anything.
+/// A rollback brings the previous profile back as it ran (its recorded command line and
+/// environment, secrets from the recipe), not as an edited recipe says now; where it cannot
+/// (under systemd, whose unit runs its installed files), the switch says so first.
 #[test]
-fn a_previous_profile_changed_since_it_started_is_named_before_the_switch() {
+fn a_rollback_restores_the_previous_profile_as_it_ran() {
     let lab = Lab::new();
     lab.switch("good", 0);
     // Unchanged: no word of it.
     let quiet = lab.switch("dies", 1);
     assert!(!quiet.contains("changed in the recipe"), "{quiet}");
     lab.assert_healthy("good");
-    // The base environment edited while good serves: good would no longer come up.
+    // The base environment edited while good serves: good, as the recipe says now, would no
+    // longer come up; as it ran, it does.
     lab.edit_recipe(
         "    SERVE_API_TOKEN: hunter2\n",
         "    SERVE_API_TOKEN: hunter2\n    STANDIN_MODE: die-after-start\n",
     );
-    let warned = lab.switch("other", 3);
+    let back = lab.switch("other", 1);
+    assert!(back.contains("rolled back to good"), "{back}");
+    assert!(!back.contains("changed in the recipe"), "{back}");
+    // It runs as it ran before: healthy, and not what the edited recipe renders.
+    let s = lab.status(1);
+    assert_eq!(s["healthy"], true, "{s:#}");
+    assert_eq!(s["matches"], false, "{s:#}");
+    // The secret came from the recipe (the record masks it).
+    let pid = lab.pid();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     assert!(
-        warned.contains("profile good changed in the recipe since its server started"),
-        "{warned}"
+        environ
+            .split(|b| *b == 0)
+            .any(|kv| kv == b"SERVE_API_TOKEN=hunter2"),
+        "the rolled-back server has its secret"
     );
-    assert!(warned.contains("THE ROLLBACK FAILED"), "{warned}");
 }
 
 /// `status` counts a server healthy only when the answers come from it: a recorded server that
@@ -1470,4 +1482,29 @@ fn rustix_kill_group(pgid: u64) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// Under systemd a rollback starts the unit, which runs its installed files: when the recipe
+/// has changed the previous profile since its server started, the switch says so first.
+#[test]
+fn under_systemd_a_changed_previous_profile_is_named_before_the_switch() {
+    let lab = Lab::new();
+    let bin = fake_systemd(&lab);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    lab.install("prefix");
+    assert_eq!(
+        lab.systemd_switch(&path, "good", None).status.code(),
+        Some(0)
+    );
+    lab.edit_recipe(
+        "  good:\n    status: production\n",
+        "  good:\n    status: production\n    env: { EXTRA: '1' }\n",
+    );
+    let out = lab.systemd_switch(&path, "other", None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("profile good changed in the recipe since its server started"),
+        "{stderr}"
+    );
 }

@@ -293,10 +293,12 @@ pub fn switch(
 
     let mut previous = None;
     if let Some(old) = recorded {
-        // A rollback starts the previous profile as the recipe says now: said before anything
-        // stops, when that is not what runs.
+        // A rollback starts the previous profile as it ran when the record allows (the process
+        // supervisor, every masked secret still in the recipe), else as the recipe says now:
+        // said before anything stops, when that is not what runs.
         if let Some(prev) = req.profiles.iter().find(|p| p.name == old.profile)
             && !runs_as_rendered(&old, prev)
+            && rollback_target(&old, prev, req.kind).is_none()
         {
             on(SwitchEvent::Warning(format!(
                 "profile {} changed in the recipe since its server started: if this switch \
@@ -360,7 +362,15 @@ pub fn switch(
         None => Err(Box::new(Failure::Gone(old.profile.clone()))),
         Some(prev) => {
             let kind = Kind::parse(&old.supervisor).unwrap_or(req.kind);
-            bring_up(sup, kind, prev, prev.ready_timeout, true, on)
+            let ran = rollback_target(&old, prev, req.kind);
+            bring_up(
+                sup,
+                kind,
+                ran.as_ref().unwrap_or(prev),
+                prev.ready_timeout,
+                true,
+                on,
+            )
         }
     };
     match rollback {
@@ -376,6 +386,67 @@ pub fn switch(
             rollback,
         }),
     }
+}
+
+/// The previous profile as its server ran, for a rollback under the process supervisor: the
+/// recorded command line and environment, with the secrets the record masks taken from the
+/// recipe's rendering now (by name). `None` under systemd (the unit runs its installed files),
+/// when the record is not a `vllm serve` command line, or when a masked value has no
+/// counterpart in the rendering.
+fn rollback_target(state: &State, now: &Profile, kind: Kind) -> Option<Profile> {
+    let kind = Kind::parse(&state.supervisor).unwrap_or(kind);
+    let argv = &state.command;
+    if kind != Kind::Process || argv.len() < 3 || argv[1] != "serve" {
+        return None;
+    }
+    let value_of = |name: &str| -> Option<String> {
+        let flags = &now.flags;
+        flags
+            .iter()
+            .position(|f| f == name)
+            .and_then(|i| flags.get(i + 1).cloned())
+            .or_else(|| {
+                flags
+                    .iter()
+                    .find_map(|f| f.strip_prefix(&format!("{name}=")).map(str::to_owned))
+            })
+    };
+    let mut flags: Vec<String> = Vec::new();
+    for arg in &argv[3..] {
+        let arg = if arg == "***" {
+            value_of(flags.last()?)?
+        } else if let Some(name) = arg.strip_suffix("=***") {
+            format!("{name}={}", value_of(name)?)
+        } else {
+            arg.clone()
+        };
+        flags.push(arg);
+    }
+    let mut env = Vec::new();
+    for e in &state.env {
+        let value = if e.value == "***" {
+            now.env.iter().find(|(k, _)| *k == e.name)?.1.clone()
+        } else {
+            e.value.clone()
+        };
+        env.push((e.name.clone(), value));
+    }
+    let flag = |name: &str| -> Option<String> {
+        flags
+            .iter()
+            .position(|f| f == name)
+            .and_then(|i| flags.get(i + 1).cloned())
+    };
+    let mut ran = now.clone();
+    ran.vllm = PathBuf::from(&argv[0]);
+    ran.model = argv[2].clone();
+    ran.model_id = flag("--served-model-name").unwrap_or_else(|| argv[2].clone());
+    ran.host = flag("--host")?;
+    ran.port = flag("--port")?.parse().ok()?;
+    ran.max_model_len = flag("--max-model-len")?.parse().ok()?;
+    ran.flags = flags;
+    ran.env = env;
+    Some(ran)
 }
 
 /// Whether a recorded server's command line and environment are the profile's rendering now
