@@ -648,9 +648,14 @@ fn a_commit_made_in_a_nested_submodule_is_kept_too() {
     fx.pins(&[Pin::new("app", &app, &first).submodules()]);
     let fetch = || fetch_allowing_file_urls(&fx);
     fetch();
-    // A person's commit two levels down.
+    // A person's commit two levels down, recorded in a commit of theirs one level down (as
+    // one works on a nested submodule).
     let nested = fx.checkout("app").join("deps/lib/deps/inner");
     let mine = commit_of_ones_own(&nested);
+    let middle = fx.checkout("app").join("deps/lib");
+    git(&middle, &["add", "deps/inner"]);
+    git(&middle, &["commit", "-q", "-m", "records mine"]);
+    let recorded = git(&middle, &["rev-parse", "HEAD"]);
     fx.pins(&[Pin::new("app", &app, &second).submodules()]);
     fetch();
     assert_ne!(
@@ -658,13 +663,11 @@ fn a_commit_made_in_a_nested_submodule_is_kept_too() {
         mine,
         "the update moved it"
     );
-    assert_eq!(
-        git(
-            &nested,
-            &["rev-parse", &format!("refs/pinstack/kept/{mine}")]
-        ),
-        mine
-    );
+    let kept = |dir: &std::path::Path, id: &str| {
+        git(dir, &["rev-parse", &format!("refs/pinstack/kept/{id}")])
+    };
+    assert_eq!(kept(&nested, &mine), mine);
+    assert_eq!(kept(&middle, &recorded), recorded);
 }
 
 /// `pinstack fetch` with file:// submodule URLs allowed, asserting success.

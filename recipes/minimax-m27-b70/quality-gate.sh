@@ -71,7 +71,8 @@ def walk(v):
     elif isinstance(v, list):
         for x in v:
             walk(x)
-    elif isinstance(v, str) and v.endswith(".py") and os.sep in v:
+    elif isinstance(v, str) and v.endswith(".py") and "/vllm/" in v:
+        # A module of the vllm package (files of other packages the record may name aside).
         paths.append(v)
 walk(s.get("runtime_vllm"))
 if not paths:

@@ -82,7 +82,7 @@ pub fn children(pid: u32) -> Vec<u32> {
 /// The sockets listening on TCP `port` (IPv4 and IPv6), each with the processes holding it,
 /// as far as this user may look (`/proc/<pid>/fd` of another user's process is closed to a
 /// non-root caller: such a socket has no holder listed). `None` when `/proc/net` cannot be read.
-pub fn listeners(port: u16) -> Option<Vec<(u64, Vec<u32>)>> {
+pub fn listeners(port: u16) -> Option<Vec<(u64, std::net::IpAddr, Vec<u32>)>> {
     let mut inodes = Vec::new();
     let mut read_any = false;
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
@@ -95,7 +95,10 @@ pub fn listeners(port: u16) -> Option<Vec<(u64, Vec<u32>)>> {
     if !read_any {
         return None;
     }
-    let mut sockets: Vec<(u64, Vec<u32>)> = inodes.into_iter().map(|i| (i, Vec::new())).collect();
+    let mut sockets: Vec<(u64, std::net::IpAddr, Vec<u32>)> = inodes
+        .into_iter()
+        .map(|(i, a)| (i, a, Vec::new()))
+        .collect();
     if sockets.is_empty() {
         return Some(sockets);
     }
@@ -113,8 +116,8 @@ pub fn listeners(port: u16) -> Option<Vec<(u64, Vec<u32>)>> {
                     .parse::<u64>()
                     .ok()
             });
-            if let Some((_, holders)) =
-                inode.and_then(|n| sockets.iter_mut().find(|(i, _)| *i == n))
+            if let Some((_, _, holders)) =
+                inode.and_then(|n| sockets.iter_mut().find(|(i, _, _)| *i == n))
                 && !holders.contains(&pid)
             {
                 holders.push(pid);
@@ -125,20 +128,35 @@ pub fn listeners(port: u16) -> Option<Vec<(u64, Vec<u32>)>> {
 }
 
 /// The inodes of the sockets a `/proc/net/tcp` table lists as listening on `port`.
-fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
+fn listening_inodes(table: &str, port: u16) -> Vec<(u64, std::net::IpAddr)> {
     const LISTEN: &str = "0A";
     table
         .lines()
         .skip(1)
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
-            let local_port = f.get(1)?.rsplit_once(':')?.1;
+            let (address, local_port) = f.get(1)?.rsplit_once(':')?;
             let listening = *f.get(3)? == LISTEN;
             (listening && u16::from_str_radix(local_port, 16).ok()? == port)
-                .then(|| f.get(9)?.parse().ok())
+                .then(|| Some((f.get(9)?.parse().ok()?, kernel_address(address)?)))
                 .flatten()
         })
         .collect()
+}
+
+/// An address as `/proc/net/tcp` and `tcp6` print it: 32-bit words in hex, each in the host's
+/// byte order (little-endian on the machines pinstack runs on).
+fn kernel_address(hex: &str) -> Option<std::net::IpAddr> {
+    let words: Vec<u32> = (0..hex.len() / 8)
+        .map(|i| u32::from_str_radix(&hex[i * 8..i * 8 + 8], 16).map(u32::swap_bytes))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+    match bytes.len() {
+        4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
+        16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+        _ => None,
+    }
 }
 
 /// Whether `pid` is `ancestor` or one of its descendants (following parent pids).
@@ -197,9 +215,19 @@ mod tests {
    1: 0100007F:46A0 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0000000000000000 20 4 30 10 -1
    2: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4444 1 0000000000000000 100 0 0 10 0
 ";
-        assert_eq!(listening_inodes(table, 18080), [4242]);
-        assert_eq!(listening_inodes(table, 8080), [4444]);
+        let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+        let any = std::net::IpAddr::from([0, 0, 0, 0]);
+        assert_eq!(listening_inodes(table, 18080), [(4242, loopback)]);
+        assert_eq!(listening_inodes(table, 8080), [(4444, any)]);
         assert!(listening_inodes(table, 9).is_empty());
+        // tcp6: ::1 listening on 18080.
+        let table6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:46A0 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 5151 1 0000000000000000 100 0 0 10 0
+";
+        assert_eq!(
+            listening_inodes(table6, 18080),
+            [(5151, std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST))]
+        );
     }
 
     #[test]

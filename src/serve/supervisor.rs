@@ -584,9 +584,30 @@ pub fn log_place(state: &State) -> String {
 /// seen (its pid is then 0 in the list). `None` when only the server listens, or when no
 /// holder at all can be seen (another user's processes, to a non-root caller).
 pub fn foreign_listeners(state: &State, pid: Option<u32>, base_url: &str) -> Option<Vec<u32>> {
-    let port: u16 = base_url.rsplit_once(':')?.1.parse().ok()?;
-    let sockets = procfs::listeners(port)?;
-    if sockets.iter().all(|(_, holders)| holders.is_empty()) {
+    let (host, port) = base_url.strip_prefix("http://")?.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    // Only sockets that take connections made to the server's address: the same address, or a
+    // wildcard (`::` takes IPv4 too, unless bound v6-only: counted, to be safe).
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let served: Vec<std::net::IpAddr> = match host.parse::<std::net::IpAddr>() {
+        Ok(a) => vec![a],
+        Err(_) => {
+            use std::net::ToSocketAddrs;
+            (host, port)
+                .to_socket_addrs()
+                .ok()?
+                .map(|a| a.ip())
+                .collect()
+        }
+    };
+    let overlaps = |a: &std::net::IpAddr| {
+        a.is_unspecified() || served.iter().any(|s| s.is_unspecified() || s == a)
+    };
+    let sockets: Vec<_> = procfs::listeners(port)?
+        .into_iter()
+        .filter(|(_, address, _)| overlaps(address))
+        .collect();
+    if sockets.iter().all(|(_, _, holders)| holders.is_empty()) {
         return None;
     }
     let ours = |l: &u32| {
@@ -596,7 +617,7 @@ pub fn foreign_listeners(state: &State, pid: Option<u32>, base_url: &str) -> Opt
                 .is_some_and(|g| procfs::stat(*l).is_some_and(|s| s.pgrp == g))
     };
     let mut others: Vec<u32> = Vec::new();
-    for (_, holders) in &sockets {
+    for (_, _, holders) in &sockets {
         if holders.iter().any(ours) {
             continue;
         }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::ready::{self, Expect, ReadyError};
 use super::state::{State, StateError};
-use super::supervisor::{self, Kind, Stopped, Supervision, SupervisorError};
+use super::supervisor::{self, Kind, Presence, Stopped, Supervision, SupervisorError};
 use super::{Profile, ProfileStatus};
 use crate::exit::ExitStatus;
 
@@ -169,6 +169,16 @@ pub enum SwitchError {
         stopped: Option<String>,
     },
     #[error(
+        "{url} is shared: {others} listens there too, beside (or instead of) the server \
+         pinstack recorded; {profile} would share it as well; nothing was stopped: stop the \
+         other, then switch again"
+    )]
+    PortShared {
+        profile: String,
+        url: String,
+        others: String,
+    },
+    #[error(
         "switch to {profile} failed: {failure}; AND THE ROLLBACK FAILED: {previous} is not \
          healthy again: {rollback}; see `pinstack status`"
     )]
@@ -195,6 +205,7 @@ impl SwitchError {
             | SwitchError::StillRunning { .. }
             | SwitchError::PortTaken { .. }
             | SwitchError::PortStillTaken { .. }
+            | SwitchError::PortShared { .. }
             | SwitchError::RollbackFailed { .. } => ExitStatus::Failed,
             SwitchError::NothingServing { failure, .. }
             | SwitchError::RolledBack { failure, .. } => failure.status(),
@@ -291,6 +302,27 @@ pub fn switch(
         });
     }
 
+    // Our recorded server on that port, and another beside it (vLLM binds with SO_REUSEPORT):
+    // refused while ours still serves, not after it was stopped.
+    // (Only a server whose process is known can be told from another: a unit's main pid is
+    // asked of systemd.)
+    let recorded_pid = recorded
+        .as_ref()
+        .and_then(|old| match supervisor::presence(old) {
+            Ok(Presence::Running(pid)) => pid.or(old.pid),
+            _ => old.pid,
+        });
+    if let Some(old) = recorded.as_ref().filter(|_| ours_there)
+        && (recorded_pid.is_some() || old.pgid.is_some())
+        && let Some(pids) = supervisor::foreign_listeners(old, recorded_pid, &old.base_url)
+    {
+        return Err(SwitchError::PortShared {
+            profile: profile.name.clone(),
+            url: old.base_url.clone(),
+            others: supervisor::describe_listeners(&pids),
+        });
+    }
+
     let mut previous = None;
     if let Some(old) = recorded {
         // A rollback starts the previous profile as it ran when the record allows (the process
@@ -298,7 +330,7 @@ pub fn switch(
         // said before anything stops, when that is not what runs.
         if let Some(prev) = req.profiles.iter().find(|p| p.name == old.profile)
             && !runs_as_rendered(&old, prev)
-            && rollback_target(&old, prev, req.kind).is_none()
+            && rollback_target(&old, prev).is_none()
         {
             on(SwitchEvent::Warning(format!(
                 "profile {} changed in the recipe since its server started: if this switch \
@@ -362,7 +394,7 @@ pub fn switch(
         None => Err(Box::new(Failure::Gone(old.profile.clone()))),
         Some(prev) => {
             let kind = Kind::parse(&old.supervisor).unwrap_or(req.kind);
-            let ran = rollback_target(&old, prev, req.kind);
+            let ran = rollback_target(&old, prev);
             bring_up(
                 sup,
                 kind,
@@ -388,15 +420,15 @@ pub fn switch(
     }
 }
 
-/// The previous profile as its server ran, for a rollback under the process supervisor: the
-/// recorded command line and environment, with the secrets the record masks taken from the
-/// recipe's rendering now (by name). `None` under systemd (the unit runs its installed files),
-/// when the record is not a `vllm serve` command line, or when a masked value has no
-/// counterpart in the rendering.
-fn rollback_target(state: &State, now: &Profile, kind: Kind) -> Option<Profile> {
-    let kind = Kind::parse(&state.supervisor).unwrap_or(kind);
+/// The previous profile as its server ran, for a rollback: the recorded command line and
+/// environment, with the secrets the record masks taken from the recipe's rendering now (by
+/// name). The process supervisor starts exactly that; a systemd unit runs its installed files,
+/// which are what ran unless installed again since, and the readiness checks expect what the
+/// record says. `None` when the record is not a `vllm serve` command line, or when a masked
+/// value has no counterpart in the rendering.
+fn rollback_target(state: &State, now: &Profile) -> Option<Profile> {
     let argv = &state.command;
-    if kind != Kind::Process || argv.len() < 3 || argv[1] != "serve" {
+    if argv.len() < 3 || argv[1] != "serve" {
         return None;
     }
     let value_of = |name: &str| -> Option<String> {

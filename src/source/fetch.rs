@@ -288,7 +288,7 @@ fn checkout_pin(r: &Repository, repo: &Repo, pin: Oid, fresh: bool) -> Result<()
     let commit = r
         .find_commit(pin)
         .map_err(local(&repo.name, "reading the pinned commit"))?;
-    keep_head_reachable(r, repo, pin)?;
+    keep_head_reachable(r, repo, Some(pin))?;
     // A file git ignores where the pin has a file is in no commit: libgit2 overwrites it unless
     // told not to, and then names it as a conflict (before writing anything).
     let in_the_way = std::cell::RefCell::new(Vec::new());
@@ -347,7 +347,7 @@ const LAST_PIN: &str = "refs/pinstack/pin";
 /// Before HEAD moves to the pin: a commit of HEAD's that no branch, tag or other ref reaches,
 /// and the pin does not descend from (a person's commit on the detached checkout), is kept
 /// under `refs/pinstack/kept/<id>`, so that moving HEAD never leaves it to the reflog alone.
-fn keep_head_reachable(r: &Repository, repo: &Repo, pin: Oid) -> Result<(), SourceError> {
+fn keep_head_reachable(r: &Repository, repo: &Repo, pin: Option<Oid>) -> Result<(), SourceError> {
     let Some(head) = r.head().ok().and_then(|h| h.target()) else {
         return Ok(());
     };
@@ -356,7 +356,7 @@ fn keep_head_reachable(r: &Repository, repo: &Repo, pin: Oid) -> Result<(), Sour
         return Ok(());
     }
     let reaches = |tip: Oid| tip == head || r.graph_descendant_of(tip, head).unwrap_or(false);
-    if reaches(pin) {
+    if pin.is_some_and(reaches) {
         return Ok(());
     }
     // A commit fetched alone (`--depth 1`: none of its parents is here) is an earlier pin, not
@@ -385,25 +385,30 @@ fn keep_head_reachable(r: &Repository, repo: &Repo, pin: Oid) -> Result<(), Sour
     Ok(())
 }
 
-/// [`keep_head_reachable`] in every submodule whose HEAD is not the commit recorded for it,
-/// and in theirs, at any depth.
+/// [`keep_head_reachable`] in every submodule whose HEAD is not the commit the checkout now
+/// records for it, and in every submodule below those, at any depth. Below the first level the
+/// commit the update will move to is not known yet (the parent moves first): a HEAD there is
+/// kept unless a ref of its own reaches it.
 fn keep_submodule_heads(
     submodules: &[git2::Submodule<'_>],
     repo: &Repo,
+    nested: bool,
 ) -> Result<(), SourceError> {
     for s in submodules {
         let Ok(sub) = s.open() else {
             continue;
         };
-        if let (Some(now), Some(want)) = (s.workdir_id(), s.head_id())
-            && now != want
-        {
-            keep_head_reachable(&sub, repo, want)?;
+        match (s.workdir_id(), s.head_id()) {
+            (Some(now), Some(want)) if !nested && now != want => {
+                keep_head_reachable(&sub, repo, Some(want))?;
+            }
+            _ if nested => keep_head_reachable(&sub, repo, None)?,
+            _ => {}
         }
-        let nested = sub
+        let below = sub
             .submodules()
             .map_err(local(&repo.name, "reading submodules"))?;
-        keep_submodule_heads(&nested, repo)?;
+        keep_submodule_heads(&below, repo, true)?;
     }
     Ok(())
 }
@@ -421,7 +426,7 @@ fn update_submodules(r: &Repository, repo: &Repo, path: &Path) -> Result<bool, S
     }
     // A commit a person made in a submodule (on its detached HEAD), at any depth, is kept
     // reachable before the recursive update moves that HEAD, as the checkout's own are.
-    keep_submodule_heads(&submodules, repo)?;
+    keep_submodule_heads(&submodules, repo, false)?;
     git::run(
         &repo.name,
         path,
