@@ -314,9 +314,9 @@ impl Lab {
         c.output().unwrap()
     }
 
-    /// A stand-in server of its own on the port of profile `good`, answering as `good` would;
-    /// returns once it listens.
-    fn decoy_on_the_port(&self) -> std::process::Child {
+    /// A stand-in server of its own, started as profile `good` would be (its port, model id and
+    /// context), binding with SO_REUSEPORT; returns at once.
+    fn decoy_as_good(&self) -> std::process::Child {
         let port = self.port.to_string();
         let vllm = self.fx.path("workspace/venv/bin/vllm");
         let args = [
@@ -327,7 +327,13 @@ impl Lab {
             "--max-model-len",
             "4096",
         ];
-        let decoy = self.decoy(&vllm, &args);
+        self.decoy(&vllm, &args)
+    }
+
+    /// A stand-in server of its own on the port of profile `good`, answering as `good` would;
+    /// returns once it listens.
+    fn decoy_on_the_port(&self) -> std::process::Child {
+        let decoy = self.decoy_as_good();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
@@ -1402,17 +1408,7 @@ fn a_second_server_sharing_the_port_makes_status_unhealthy() {
     lab.switch("good", 0);
     lab.assert_healthy("good");
     // Bound beside it: connecting says nothing new, so wait for a second listening socket.
-    let port = lab.port.to_string();
-    let vllm = lab.fx.path("workspace/venv/bin/vllm");
-    let args = [
-        "--served-model-name",
-        "tiny",
-        "--port",
-        &port,
-        "--max-model-len",
-        "4096",
-    ];
-    let mut decoy = lab.decoy(&vllm, &args);
+    let mut decoy = lab.decoy_as_good();
     let listening = |port: u16| {
         ["/proc/net/tcp", "/proc/net/tcp6"]
             .iter()
@@ -1557,17 +1553,7 @@ fn a_shared_port_is_refused_before_the_recorded_server_stops() {
     );
     lab.switch("good", 0);
     let serving = lab.pid();
-    let port = lab.port.to_string();
-    let vllm = lab.fx.path("workspace/venv/bin/vllm");
-    let args = [
-        "--served-model-name",
-        "tiny",
-        "--port",
-        &port,
-        "--max-model-len",
-        "4096",
-    ];
-    let mut decoy = lab.decoy(&vllm, &args);
+    let mut decoy = lab.decoy_as_good();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let healthy = || {
         let out = lab.run(&["--json", "status"]);
