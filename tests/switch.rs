@@ -1448,7 +1448,7 @@ fn a_port_still_answering_after_the_recorded_server_stopped_is_refused() {
     lab.switch("good", 0);
     // The recorded server dies outside pinstack, and another takes its port.
     let pid = lab.pid();
-    rustix_kill_group(pid);
+    kill_group(pid);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", lab.port)).is_ok() {
         assert!(
@@ -1473,7 +1473,7 @@ fn a_port_still_answering_after_the_recorded_server_stopped_is_refused() {
 }
 
 /// SIGKILL to a process group, as a crash would end it.
-fn rustix_kill_group(pgid: u64) {
+fn kill_group(pgid: u64) {
     let status = StdCommand::new("kill")
         .args(["-KILL", "--", &format!("-{pgid}")])
         .status()
