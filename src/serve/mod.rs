@@ -82,6 +82,20 @@ pub struct Profile {
     pub ready_timeout: Duration,
 }
 
+/// The value a command line gives flag `name`: the argument after it, or what follows
+/// `name=` in one argument.
+pub fn flag_value(flags: &[String], name: &str) -> Option<String> {
+    flags
+        .iter()
+        .position(|f| f == name)
+        .and_then(|i| flags.get(i + 1).cloned())
+        .or_else(|| {
+            flags
+                .iter()
+                .find_map(|f| f.strip_prefix(&format!("{name}=")).map(str::to_owned))
+        })
+}
+
 impl Profile {
     /// The full command line.
     pub fn command(&self) -> Vec<String> {

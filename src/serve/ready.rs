@@ -31,23 +31,13 @@ pub struct Expect {
 impl Expect {
     /// What the profile's server must answer.
     pub fn of(profile: &Profile) -> Expect {
-        let flags = &profile.flags;
-        let api_key = flags
-            .iter()
-            .position(|f| f == "--api-key")
-            .and_then(|i| flags.get(i + 1).cloned())
-            .or_else(|| {
-                flags
-                    .iter()
-                    .find_map(|f| f.strip_prefix("--api-key=").map(str::to_owned))
-            })
-            .or_else(|| {
-                profile
-                    .env
-                    .iter()
-                    .find(|(k, _)| k == "VLLM_API_KEY")
-                    .map(|(_, v)| v.clone())
-            });
+        let api_key = super::flag_value(&profile.flags, "--api-key").or_else(|| {
+            profile
+                .env
+                .iter()
+                .find(|(k, _)| k == "VLLM_API_KEY")
+                .map(|(_, v)| v.clone())
+        });
         Expect {
             base_url: profile.base_url(),
             model_id: profile.model_id.clone(),

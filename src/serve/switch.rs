@@ -431,18 +431,7 @@ fn rollback_target(state: &State, now: &Profile) -> Option<Profile> {
     if argv.len() < 3 || argv[1] != "serve" {
         return None;
     }
-    let value_of = |name: &str| -> Option<String> {
-        let flags = &now.flags;
-        flags
-            .iter()
-            .position(|f| f == name)
-            .and_then(|i| flags.get(i + 1).cloned())
-            .or_else(|| {
-                flags
-                    .iter()
-                    .find_map(|f| f.strip_prefix(&format!("{name}=")).map(str::to_owned))
-            })
-    };
+    let value_of = |name: &str| super::flag_value(&now.flags, name);
     let mut flags: Vec<String> = Vec::new();
     for arg in &argv[3..] {
         let arg = if arg == "***" {
@@ -463,12 +452,7 @@ fn rollback_target(state: &State, now: &Profile) -> Option<Profile> {
         };
         env.push((e.name.clone(), value));
     }
-    let flag = |name: &str| -> Option<String> {
-        flags
-            .iter()
-            .position(|f| f == name)
-            .and_then(|i| flags.get(i + 1).cloned())
-    };
+    let flag = |name: &str| super::flag_value(&flags, name);
     let mut ran = now.clone();
     ran.vllm = PathBuf::from(&argv[0]);
     ran.model = argv[2].clone();
